@@ -1,0 +1,1 @@
+"""The Guardian service process."""

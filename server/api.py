@@ -1,0 +1,120 @@
+"""HTTP endpoints for accounts and positions."""
+
+import asyncio
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field, field_validator
+
+from server import auth, history, track, wire
+from server.intake import Intake
+from server.ledger import Ledger
+from server.tables import devices, users
+
+router = APIRouter()
+
+MAX_TRACK_POINTS = 10_000
+DEFAULT_TRACK_SPAN = timedelta(hours=24)
+COMMIT_WAIT_S = 10.0
+
+
+class NewUser(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    phone: str = Field(min_length=5, max_length=20)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone_digits(cls, value: str) -> str:
+        if not re.fullmatch(r"\+?[0-9][0-9 ()-]{3,18}[0-9]", value):
+            raise ValueError("phone must be digits, optionally with a leading + and separators")
+        return value
+
+
+@router.post("/v1/users", status_code=201)
+async def create_user(body: NewUser, request: Request) -> dict:
+    token = auth.new_token()
+    user_id, device_id = uuid.uuid4(), uuid.uuid4()
+    async with request.app.state.services.engine.begin() as connection:
+        await connection.execute(users.insert().values(user_id=user_id, name=body.name, phone=body.phone))
+        await connection.execute(
+            devices.insert().values(device_id=device_id, user_id=user_id, token_sha256=auth.digest(token))
+        )
+    return {"user_id": str(user_id), "device_token": token}
+
+
+@router.post("/v1/pings")
+async def post_pings(request: Request, device: Annotated[auth.Device, Depends(auth.current_device)]) -> dict:
+    """A batch over HTTP, answered once every ping in it is committed or refused."""
+    services = request.app.state.services
+    settings = services.settings
+    body = await request.body()
+    if len(body) > settings.max_frame_bytes:
+        raise wire.FrameError("too_large", f"a request body holds at most {settings.max_frame_bytes} bytes")
+    raw_pings = wire.decode_batch(body)
+    async with services.engine.connect() as connection:
+        last = await history.last_location(connection=connection, user_id=device.user_id)
+    settled = asyncio.Event()
+
+    def check() -> None:
+        if ledger.failed or ledger.pending == 0:
+            settled.set()
+
+    ledger = Ledger(-1, check)
+    intake = Intake(device=device, previous=None if last is None else last.fix, ledger=ledger,
+                    limits=settings.limits, rate_limiter=services.rate_limiter,
+                    max_batch_pings=settings.max_batch_pings)
+    items, refusals = intake.take(raw_pings)
+    if items:
+        await services.ingest.submit(items)
+        try:
+            async with asyncio.timeout(COMMIT_WAIT_S):
+                await settled.wait()
+        except TimeoutError:
+            raise wire.FrameError("unavailable", "storage is slow; resend the batch") from None
+    if ledger.failed:
+        raise wire.FrameError("unavailable", "storage unavailable; resend the batch")
+    return {"type": "ack", "seq": ledger.acked_seq, "errors": [refusal.frame() for refusal in refusals]}
+
+
+def _time_param(value: str | None, default: datetime, name: str) -> datetime:
+    if value is None:
+        return default
+    return wire.parse_time(int(value) if value.isdigit() else value, field=name)
+
+
+@router.get("/v1/me/location")
+async def my_location(request: Request, device: Annotated[auth.Device, Depends(auth.current_device)]) -> dict:
+    async with request.app.state.services.engine.connect() as connection:
+        last = await history.last_location(connection=connection, user_id=device.user_id)
+    if last is None:
+        raise wire.FrameError("not_found", "no location reported yet")
+    fix = last.fix
+    return {"lat": fix.lat, "lon": fix.lon, "acc": fix.accuracy_m, "ts": wire.format_time(fix.ts),
+            "speed": fix.speed_mps, "heading": fix.heading_deg, "battery": fix.battery_pct,
+            "received_at": wire.format_time(last.received_at)}
+
+
+@router.get("/v1/me/track")
+async def my_track(
+    request: Request,
+    device: Annotated[auth.Device, Depends(auth.current_device)],
+    since: Annotated[str | None, Query(alias="from")] = None,
+    until: Annotated[str | None, Query(alias="to")] = None,
+    format: Literal["geojson", "gpx"] = "geojson",
+) -> Response:
+    """Fixes with device time in [from, to] (epoch ms or RFC 3339; default: the last 24 h)."""
+    now = datetime.now(UTC)
+    until_ts = _time_param(until, now + DEFAULT_TRACK_SPAN, "to")
+    since_ts = _time_param(since, now - DEFAULT_TRACK_SPAN, "from")
+    if since_ts > until_ts:
+        raise wire.FrameError("invalid_field", "from must not be after to", field="from")
+    async with request.app.state.services.engine.connect() as connection:
+        fixes = await history.track(connection=connection, user_id=device.user_id, since=since_ts,
+                                    until=until_ts, limit=MAX_TRACK_POINTS)
+    if format == "gpx":
+        return Response(track.gpx(fixes, name=f"Guardian track {device.user_id}"),
+                        media_type="application/gpx+xml")
+    return Response(wire.encode(track.geojson(fixes)), media_type="application/geo+json")

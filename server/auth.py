@@ -1,0 +1,59 @@
+"""Device tokens: issued once, stored only as a hash, presented as `Bearer`."""
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.tables import devices
+from server.wire import FrameError
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    device_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer ...` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+async def device_for(*, engine: AsyncEngine, token: str | None) -> Device | None:
+    """The device a token belongs to, or None. Query strings are never consulted."""
+    if not token or len(token) > 256:
+        return None
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                sa.select(devices.c.device_id, devices.c.user_id).where(devices.c.token_sha256 == digest(token))
+            )
+        ).first()
+    return None if row is None else Device(row.device_id, row.user_id)
+
+
+async def current_device(request: Request) -> Device:
+    """FastAPI dependency: the device behind the request's bearer token, else 401."""
+    token = bearer(request.headers.get("authorization"))
+    device = await device_for(engine=request.app.state.services.engine, token=token)
+    if device is None:
+        raise FrameError("unauthorized", "a valid device token is required (Authorization: Bearer)")
+    return device

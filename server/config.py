@@ -1,0 +1,63 @@
+"""Settings, read from GUARDIAN_* environment variables when the app is built (never at import)."""
+
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from geo import rules
+
+DEV_DATABASE_URL = "postgresql+asyncpg://guardian:guardian@127.0.0.1:5432/guardian"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GUARDIAN_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    database_url: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    console_origins: list[str] = []
+
+    # Group commit of pings: a flush when this many rows wait, or this long after the first.
+    flush_max_rows: int = 2000
+    flush_interval_ms: float = 5.0
+    flush_concurrency: int = 3
+    ingest_queue_rows: int = 50_000
+    db_pool_size: int = 10
+
+    hello_timeout_s: float = 5.0
+    max_frame_bytes: int = 64 * 1024
+    max_batch_pings: int = 1000
+    keepalive_interval_s: float = 20.0
+    keepalive_timeout_s: float = 20.0
+    # Per-device token bucket over pings (a batch counts each of its pings).
+    rate_pings_per_s: float = 100.0
+    rate_burst_pings: int = 3000
+    # A socket that sends this many refused frames in a row is closed with 1008.
+    max_consecutive_errors: int = 50
+
+    max_speed_mps: float = 85.0
+    max_future_s: float = 300.0
+    max_fix_age_s: float = 7 * 86_400.0
+    max_accuracy_m: float = 5_000.0
+
+    @model_validator(mode="after")
+    def _defaults_only_in_development(self) -> "Settings":
+        if not self.database_url:
+            if self.environment == "production":
+                raise ValueError("GUARDIAN_DATABASE_URL must be set in production")
+            self.database_url = DEV_DATABASE_URL
+        if not self.console_origins:
+            self.console_origins = [f"http://{self.host}:{self.port}"]
+        return self
+
+    @property
+    def limits(self) -> rules.Limits:
+        return rules.Limits(
+            max_speed_mps=self.max_speed_mps,
+            max_future_s=self.max_future_s,
+            max_age_s=self.max_fix_age_s,
+            max_accuracy_m=self.max_accuracy_m,
+        )

@@ -1,0 +1,54 @@
+"""The one place where error codes become HTTP statuses and websocket close codes."""
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from server.wire import FrameError
+
+HTTP_STATUS = {
+    "bad_json": 400,
+    "unknown_type": 400,
+    "invalid_field": 422,
+    "too_large": 413,
+    "rate_limited": 429,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "conflict": 409,
+    "unavailable": 503,
+}
+
+# Websocket close codes (RFC 6455 section 7.4.1).
+CLOSE_POLICY = 1008  # bad credentials, or a socket that keeps sending garbage
+CLOSE_TOO_BIG = 1009
+CLOSE_UNAVAILABLE = 1011  # storage failed: reconnect and resend from acked_seq
+
+
+def response(error: FrameError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if error.code == "unauthorized" else None
+    return JSONResponse(error.frame(), status_code=HTTP_STATUS[error.code], headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Every HTTP error leaves as the contract's error body."""
+
+    @app.exception_handler(FrameError)
+    async def _frame_error(request: Request, error: FrameError) -> JSONResponse:
+        return response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
+        code = "bad_json" if first.get("type") == "json_invalid" else "invalid_field"
+        return response(FrameError(code, first.get("msg", "invalid request"), field=".".join(location) or None))
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, error: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "not_found", 401: "unauthorized", 403: "forbidden"}.get(
+            error.status_code, "invalid_field"
+        )
+        return JSONResponse({"type": "error", "code": code, "message": str(error.detail)},
+                            status_code=error.status_code)

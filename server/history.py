@@ -1,0 +1,203 @@
+"""The ping history and last locations in PostgreSQL: the system of record for positions."""
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from geo.fix import Fix
+from server.tables import last_locations, pings, point
+
+
+@dataclass(slots=True)
+class StoredFix:
+    """A stored fix read back, with server time and suspicion codes."""
+
+    seq: int
+    fix: Fix
+    received_at: datetime
+    suspect: list[str] | None
+
+
+def _array(name: str, item_type) -> sa.BindParameter:
+    return sa.bindparam(name, type_=pg.ARRAY(item_type))
+
+
+_COLUMNS = {
+    "device_id": pg.UUID(as_uuid=True),
+    "user_id": pg.UUID(as_uuid=True),
+    "seq": sa.BigInteger(),
+    "device_ts": sa.DateTime(timezone=True),
+    "received_at": sa.DateTime(timezone=True),
+    "lat": sa.Float(),
+    "lon": sa.Float(),
+    "accuracy_m": sa.Float(),
+    "altitude_m": sa.Float(),
+    "speed_mps": sa.Float(),
+    "heading_deg": sa.Float(),
+    "battery_pct": sa.Float(),
+    # Comma-joined codes: unnest cannot carry an array per row.
+    "suspect": sa.Text(),
+}
+
+
+def _build_store_statement():
+    rows = (
+        sa.func.unnest(*(_array(name, kind) for name, kind in _COLUMNS.items()))
+        .table_valued(*(sa.column(name, kind) for name, kind in _COLUMNS.items()))
+        .render_derived(name="incoming")
+    )
+    stored = ("device_id", "user_id", "seq", "device_ts", "received_at")
+    measures = ("accuracy_m", "altitude_m", "speed_mps", "heading_deg", "battery_pct")
+    inserted = (
+        pg.insert(pings)
+        .from_select(
+            [*stored, "location", *measures, "suspect"],
+            sa.select(
+                *(rows.c[name] for name in stored),
+                point(rows.c.lat, rows.c.lon),
+                *(rows.c[name] for name in measures),
+                sa.func.string_to_array(rows.c.suspect, ","),
+            ),
+        )
+        .on_conflict_do_nothing(constraint="pings_device_seq_key")
+        .returning(*(pings.c[name] for name in (*stored, "location", "accuracy_m", "speed_mps", "heading_deg",
+                                                  "battery_pct", "suspect")))
+        .cte("inserted")
+    )
+    newest = (
+        sa.select(inserted)
+        .where(inserted.c.suspect.is_(None))
+        .distinct(inserted.c.user_id)
+        .order_by(inserted.c.user_id, inserted.c.device_ts.desc())
+        .subquery("newest")
+    )
+    moved_columns = ("user_id", "device_id", "device_ts", "received_at", "location", "accuracy_m", "speed_mps",
+                     "heading_deg", "battery_pct")
+    upsert = pg.insert(last_locations).from_select(
+        list(moved_columns), sa.select(*(newest.c[name] for name in moved_columns))
+    )
+    excluded = upsert.excluded
+    return upsert.on_conflict_do_update(
+        index_elements=[last_locations.c.user_id],
+        set_={name: excluded[name] for name in moved_columns if name != "user_id"},
+        where=last_locations.c.device_ts < excluded.device_ts,
+    ).returning(last_locations.c.user_id, last_locations.c.device_id, last_locations.c.device_ts)
+
+
+STORE = _build_store_statement()
+
+
+@dataclass(slots=True)
+class NewFix:
+    """One ping ready to be stored."""
+
+    device_id: uuid.UUID
+    user_id: uuid.UUID
+    seq: int
+    fix: Fix
+    received_at: datetime
+    suspect: list[str] | None
+
+
+async def store(*, connection: AsyncConnection, rows: Sequence[NewFix]) -> list[tuple[uuid.UUID, uuid.UUID, datetime]]:
+    """Insert the pings (a duplicate (device, seq) is skipped) and move last locations forward.
+
+    Returns (user_id, device_id, device_ts) of each user whose last location moved, so the
+    caller can copy exactly those to Redis. The caller commits.
+    """
+    columns: dict[str, list] = {name: [] for name in _COLUMNS}
+    for row in rows:
+        fix = row.fix
+        columns["device_id"].append(row.device_id)
+        columns["user_id"].append(row.user_id)
+        columns["seq"].append(row.seq)
+        columns["device_ts"].append(fix.ts)
+        columns["received_at"].append(row.received_at)
+        columns["lat"].append(fix.lat)
+        columns["lon"].append(fix.lon)
+        columns["accuracy_m"].append(fix.accuracy_m)
+        columns["altitude_m"].append(fix.altitude_m)
+        columns["speed_mps"].append(fix.speed_mps)
+        columns["heading_deg"].append(fix.heading_deg)
+        columns["battery_pct"].append(fix.battery_pct)
+        columns["suspect"].append(",".join(row.suspect) if row.suspect else None)
+    result = await connection.execute(STORE, columns)
+    return [tuple(moved) for moved in result.all()]
+
+
+async def acked_seq(*, connection: AsyncConnection, device_id: uuid.UUID) -> int:
+    """The highest seq stored for this device, -1 if none."""
+    value = await connection.scalar(sa.select(sa.func.max(pings.c.seq)).where(pings.c.device_id == device_id))
+    return -1 if value is None else value
+
+
+def _fix_columns(table: sa.Table) -> list:
+    return [
+        sa.func.ST_Y(table.c.location).label("lat"),
+        sa.func.ST_X(table.c.location).label("lon"),
+        table.c.device_ts,
+        table.c.received_at,
+        table.c.accuracy_m,
+        table.c.speed_mps,
+        table.c.heading_deg,
+        table.c.battery_pct,
+    ]
+
+
+def _to_fix(row, *, altitude_m: float | None = None) -> Fix:
+    return Fix(
+        lat=row.lat,
+        lon=row.lon,
+        ts=row.device_ts,
+        accuracy_m=row.accuracy_m,
+        altitude_m=altitude_m,
+        speed_mps=row.speed_mps,
+        heading_deg=row.heading_deg,
+        battery_pct=row.battery_pct,
+    )
+
+
+async def last_location(*, connection: AsyncConnection, user_id: uuid.UUID) -> StoredFix | None:
+    """The user's last plausible fix, or None."""
+    row = (
+        await connection.execute(sa.select(*_fix_columns(last_locations)).where(last_locations.c.user_id == user_id))
+    ).first()
+    return None if row is None else StoredFix(seq=-1, fix=_to_fix(row), received_at=row.received_at, suspect=None)
+
+
+async def last_locations_of(*, connection: AsyncConnection, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Fix]:
+    rows = await connection.execute(
+        sa.select(last_locations.c.user_id, *_fix_columns(last_locations)).where(
+            last_locations.c.user_id.in_(user_ids)
+        )
+    )
+    return {row.user_id: _to_fix(row) for row in rows}
+
+
+async def track(
+    *, connection: AsyncConnection, user_id: uuid.UUID, since: datetime, until: datetime, limit: int
+) -> list[StoredFix]:
+    """The user's fixes with device time in [since, until], oldest first, at most `limit`."""
+    rows = await connection.execute(
+        sa.select(pings.c.seq, pings.c.altitude_m, pings.c.suspect, *_fix_columns(pings))
+        .where(pings.c.user_id == user_id, pings.c.device_ts >= since, pings.c.device_ts <= until)
+        .order_by(pings.c.device_ts, pings.c.seq)
+        .limit(limit)
+    )
+    return [
+        StoredFix(seq=row.seq, fix=_to_fix(row, altitude_m=row.altitude_m), received_at=row.received_at,
+                  suspect=row.suspect)
+        for row in rows
+    ]
+
+
+async def all_last_locations(*, connection: AsyncConnection, chunk_rows: int = 5000):
+    """Every user's last location, streamed in chunks (for rebuilding Redis)."""
+    result = await connection.stream(sa.select(last_locations.c.user_id, *_fix_columns(last_locations)))
+    async for chunk in result.partitions(chunk_rows):
+        yield [(row.user_id, _to_fix(row)) for row in chunk]

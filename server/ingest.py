@@ -1,0 +1,138 @@
+"""Group commit of pings from every connection of this process.
+
+Connections `submit` items and return at once (or wait while the queue is full:
+backpressure). One owned task cuts the queue into flushes, at most
+`flush_max_rows` rows or `flush_interval_ms` after the first waiting row; up to
+`flush_concurrency` flushes commit at a time. After a flush commits, each
+item's ledger entry is settled and its ledger advanced: only then does a phone
+hear `ack` (DESIGN rules 1 and 2). A flush that fails settles nothing: its
+ledgers are failed, so their owners drop the stream and the phones resend from
+`acked_seq`.
+"""
+
+import asyncio
+import logging
+import time
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server import history, hotstate
+from server.ledger import Entry, Ledger
+
+log = logging.getLogger(__name__)
+
+STORAGE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+REDIS_WRITE_TIMEOUT_S = 1.0
+
+
+class Item:
+    """One ping on its way to storage, with the ledger waiting for it."""
+
+    __slots__ = ("row", "ledger", "entry")
+
+    def __init__(self, row: history.NewFix, ledger: Ledger, entry: Entry):
+        self.row = row
+        self.ledger = ledger
+        self.entry = entry
+
+
+class Ingest:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        redis: Redis,
+        flush_max_rows: int,
+        flush_interval_ms: float,
+        flush_concurrency: int,
+        queue_rows: int,
+    ):
+        self._engine = engine
+        self._redis = redis
+        self._max_rows = flush_max_rows
+        self._interval_s = flush_interval_ms / 1000
+        self._queue_rows = queue_rows
+        self._buffer: list[Item] = []
+        self._waiting = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._slots = asyncio.Semaphore(flush_concurrency)
+        self._flushes: set[asyncio.Task] = set()
+        self._runner: asyncio.Task | None = None
+        self.flushed_rows = 0
+        self.flush_count = 0
+
+    def start(self) -> None:
+        self._runner = asyncio.create_task(self._run(), name="ingest")
+
+    async def submit(self, items: list[Item]) -> None:
+        """Queue items for the next flush; waits while the queue is full."""
+        while len(self._buffer) >= self._queue_rows:
+            self._room.clear()
+            await self._room.wait()
+        self._buffer.extend(items)
+        self._waiting.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._waiting.wait()
+            if len(self._buffer) < self._max_rows:
+                await asyncio.sleep(self._interval_s)
+            await self._slots.acquire()
+            self._start_flush()
+
+    def _start_flush(self) -> None:
+        batch = self._buffer[: self._max_rows]
+        del self._buffer[: self._max_rows]
+        if not self._buffer:
+            self._waiting.clear()
+        self._room.set()
+        task = asyncio.create_task(self._flush(batch), name="ingest-flush")
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, batch: list[Item]) -> None:
+        started = time.perf_counter()
+        try:
+            async with self._engine.begin() as connection:
+                moved = await history.store(connection=connection, rows=[item.row for item in batch])
+        except STORAGE_ERRORS as error:
+            log.error("flush of %d pings failed, their streams are dropped for resend: %r", len(batch), error)
+            for ledger in {id(item.ledger): item.ledger for item in batch}.values():
+                ledger.fail()
+            return
+        finally:
+            self._slots.release()
+        for item in batch:
+            item.entry.settled = True
+        for ledger in {id(item.ledger): item.ledger for item in batch}.values():
+            ledger.advance()
+        self.flushed_rows += len(batch)
+        self.flush_count += 1
+        log.debug("flushed %d pings in %.1f ms", len(batch), (time.perf_counter() - started) * 1000)
+        await self._copy_to_redis(batch, moved)
+
+    async def _copy_to_redis(self, batch: list[Item], moved: list) -> None:
+        if not moved:
+            return
+        fixes = {(item.row.device_id, item.row.fix.ts): item.row.fix for item in batch}
+        newest = [(user_id, fixes[(device_id, device_ts)]) for user_id, device_id, device_ts in moved]
+        try:
+            async with asyncio.timeout(REDIS_WRITE_TIMEOUT_S):
+                await hotstate.write(redis=self._redis, fixes=newest)
+        except (RedisError, OSError, TimeoutError) as error:
+            # PostgreSQL has them; `guardian rebuild-hot-state` (or the next start) restores Redis.
+            log.warning("hot state not updated for %d users: %r", len(newest), error)
+
+    async def close(self) -> None:
+        """Flush what is queued, then stop. Called after the sockets are closed."""
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+        while self._buffer:
+            await self._slots.acquire()
+            self._start_flush()
+        await asyncio.gather(*self._flushes, return_exceptions=True)

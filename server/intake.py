@@ -1,0 +1,80 @@
+"""One device's incoming pings: decode, refuse or annotate, and hand to the ingest.
+
+Shared by the phone socket and `POST /v1/pings`, so both apply the same rules.
+Per-device processing is sequential: the plausibility of a fix is judged
+against the device's previous plausible fix.
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import msgspec
+
+from geo import rules
+from geo.fix import Fix
+from server import history, wire
+from server.auth import Device
+from server.ingest import Item
+from server.ledger import Ledger
+from server.ratelimit import RateLimiter
+
+
+class Intake:
+    def __init__(
+        self,
+        *,
+        device: Device,
+        previous: Fix | None,
+        ledger: Ledger,
+        limits: rules.Limits,
+        rate_limiter: RateLimiter,
+        max_batch_pings: int,
+    ):
+        self.device = device
+        self.ledger = ledger
+        self._previous = previous
+        self._limits = limits
+        self._rate_limiter = rate_limiter
+        self._max_batch = max_batch_pings
+
+    def take(self, pings: Sequence[wire.PingFields | msgspec.Raw]) -> tuple[list[Item], list[wire.FrameError]]:
+        """Judge a frame's pings. Returns the items to store and the refusals to answer.
+
+        Raises FrameError when the whole frame is refused (too many pings, rate limited);
+        then nothing of it enters the ledger and the phone may resend it all.
+        """
+        if len(pings) > self._max_batch:
+            raise wire.FrameError("too_large", f"a batch holds at most {self._max_batch} pings", field="pings")
+        if not self._rate_limiter.take(self.device.device_id, len(pings)):
+            seq = pings[0].seq if len(pings) == 1 and isinstance(pings[0], wire.PingFields) else None
+            raise wire.FrameError("rate_limited", "too many pings from this device; slow down and resend", seq=seq)
+        now = datetime.now(UTC)
+        items: list[Item] = []
+        refusals: list[wire.FrameError] = []
+        for ping in pings:
+            try:
+                row = self._judge(ping if isinstance(ping, wire.PingFields) else wire.decode_ping(ping), now)
+            except wire.FrameError as refusal:
+                refusals.append(refusal)
+                if refusal.seq is not None:
+                    self.ledger.answered(refusal.seq)
+                continue
+            items.append(Item(row, self.ledger, self.ledger.expect(row.seq)))
+        return items, refusals
+
+    def _judge(self, ping: wire.PingFields, now: datetime) -> history.NewFix:
+        fix = wire.to_fix(ping)
+        refusal = rules.refusal(fix)
+        if refusal is not None:
+            raise wire.FrameError("invalid_field", refusal.message, field=refusal.field, seq=ping.seq)
+        suspect = rules.suspicions(fix, previous=self._previous, now=now, limits=self._limits)
+        if not suspect and (self._previous is None or fix.ts > self._previous.ts):
+            self._previous = fix
+        return history.NewFix(
+            device_id=self.device.device_id,
+            user_id=self.device.user_id,
+            seq=ping.seq,
+            fix=fix,
+            received_at=now,
+            suspect=[reason.code for reason in suspect] or None,
+        )

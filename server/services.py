@@ -1,0 +1,19 @@
+"""What the lifespan builds and hands down to endpoints: one object on app.state."""
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.config import Settings
+from server.ingest import Ingest
+from server.ratelimit import RateLimiter
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    redis: Redis
+    ingest: Ingest
+    rate_limiter: RateLimiter

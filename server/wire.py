@@ -1,0 +1,188 @@
+"""Wire contract v1: the frames phones send and the frames the server answers.
+
+Decoding is one msgspec pass on the happy path; only a frame that fails is
+decoded a second time, generically, to say which field and which seq were wrong.
+"""
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import msgspec
+
+from geo.fix import Fix
+
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+
+# The latest instant PostgreSQL and Python both hold, in epoch milliseconds.
+MAX_EPOCH_MS = 253_402_300_799_999
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class PingFields(msgspec.Struct):
+    """A ping without its `type`, as it stands inside a batch."""
+
+    seq: NonNegativeInt
+    ts: int | str
+    lat: float
+    lon: float
+    acc: float | None = None
+    alt: float | None = None
+    speed: float | None = None
+    heading: float | None = None
+    battery: float | None = None
+
+
+class Ping(PingFields, tag="ping", tag_field="type"):
+    pass
+
+
+class Batch(msgspec.Struct, tag="batch", tag_field="type"):
+    # Raw: each ping is decoded on its own, so one bad ping refuses only itself.
+    pings: list[msgspec.Raw]
+
+
+class Hello(msgspec.Struct, tag="hello", tag_field="type"):
+    token: str
+
+
+class HttpBatch(msgspec.Struct):
+    pings: list[msgspec.Raw]
+
+
+PhoneFrame = Ping | Batch | Hello
+
+_frame_decoder = msgspec.json.Decoder(PhoneFrame)
+_ping_decoder = msgspec.json.Decoder(PingFields)
+_http_batch_decoder = msgspec.json.Decoder(HttpBatch | list[msgspec.Raw])
+_encoder = msgspec.json.Encoder()
+
+
+class FrameError(Exception):
+    """A frame (or one ping in it) the server refuses: becomes an `error` frame."""
+
+    def __init__(self, code: str, message: str, *, field: str | None = None, seq: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.seq = seq
+
+    def frame(self) -> dict:
+        body = {"type": "error", "code": self.code, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.seq is not None:
+            body["seq"] = self.seq
+        return body
+
+
+_MISSING = re.compile(r"missing required field `([^`]+)`(?: - at `\$\.?([^`]*)`)?")
+_AT = re.compile(r" - at `\$\.?([^`]*)`")
+
+
+def _field_of(error: msgspec.ValidationError) -> str | None:
+    text = str(error)
+    missing = _MISSING.search(text)
+    if missing:
+        name, parent = missing.groups()
+        return f"{parent}.{name}" if parent else name
+    at = _AT.search(text)
+    return at.group(1) if at else None
+
+
+def _seq_of(raw: bytes | str) -> int | None:
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    seq = body.get("seq") if isinstance(body, dict) else None
+    return seq if type(seq) is int and seq >= 0 else None
+
+
+def decode_frame(raw: bytes | str) -> Ping | Batch | Hello:
+    """Parse one phone frame. Raises FrameError with the contract's code."""
+    try:
+        return _frame_decoder.decode(raw)
+    except msgspec.DecodeError as error:
+        raise FrameError("bad_json", f"not valid JSON: {error}") from None
+    except msgspec.ValidationError as error:
+        raise _diagnose(raw, error) from None
+
+
+def _diagnose(raw: bytes | str, error: msgspec.ValidationError) -> FrameError:
+    body = msgspec.json.decode(raw)
+    if not isinstance(body, dict):
+        return FrameError("invalid_field", "a frame must be a JSON object")
+    kind = body.get("type")
+    if not isinstance(kind, str) or kind not in {"ping", "batch", "hello"}:
+        return FrameError("unknown_type", f"unknown frame type {kind!r}", field="type")
+    if kind == "batch" and isinstance(body.get("pings"), list):
+        # Only the list's own shape can fail here: its items are decoded later.
+        return FrameError("invalid_field", str(error), field="pings")
+    return FrameError("invalid_field", str(error), field=_field_of(error), seq=_seq_of(raw))
+
+
+def decode_batch(raw: bytes | str) -> list[msgspec.Raw]:
+    """The raw pings of an HTTP batch body: `{"pings": [...]}` or a bare list."""
+    try:
+        body = _http_batch_decoder.decode(raw)
+    except msgspec.DecodeError as error:
+        raise FrameError("bad_json", f"not valid JSON: {error}") from None
+    except msgspec.ValidationError as error:
+        raise FrameError("invalid_field", f"expected a list of pings: {error}", field="pings") from None
+    return body.pings if isinstance(body, HttpBatch) else body
+
+
+def decode_ping(raw: bytes | str) -> PingFields:
+    """Parse one ping of a batch. Raises FrameError (with its seq when readable)."""
+    try:
+        return _ping_decoder.decode(raw)
+    except msgspec.DecodeError as error:
+        raise FrameError("bad_json", f"not valid JSON: {error}") from None
+    except msgspec.ValidationError as error:
+        if not isinstance(msgspec.json.decode(raw), dict):
+            raise FrameError("invalid_field", "a ping must be a JSON object") from None
+        raise FrameError("invalid_field", str(error), field=_field_of(error), seq=_seq_of(raw)) from None
+
+
+def parse_time(value: int | str, *, field: str = "ts", seq: int | None = None) -> datetime:
+    """Epoch milliseconds or an RFC 3339 string with a zone, as an aware UTC datetime."""
+    if isinstance(value, int):
+        if not 0 <= value <= MAX_EPOCH_MS:
+            raise FrameError("invalid_field", f"{field} in epoch ms must be within 1970..9999", field=field, seq=seq)
+        return EPOCH + timedelta(milliseconds=value)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise FrameError("invalid_field", f"{field} is not an RFC 3339 time", field=field, seq=seq) from None
+    if parsed.tzinfo is None:
+        raise FrameError("invalid_field", f"{field} must carry a zone (Z or an offset)", field=field, seq=seq)
+    return parsed.astimezone(UTC)
+
+
+def to_fix(ping: PingFields) -> Fix:
+    """The geo view of a decoded ping (its time parsed). Raises FrameError on a bad ts."""
+    return Fix(
+        lat=ping.lat,
+        lon=ping.lon,
+        ts=parse_time(ping.ts, seq=ping.seq),
+        accuracy_m=ping.acc,
+        altitude_m=ping.alt,
+        speed_mps=ping.speed,
+        heading_deg=ping.heading,
+        battery_pct=ping.battery,
+    )
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 in UTC with a Z, as the server always answers."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def encode(frame: dict) -> str:
+    return _encoder.encode(frame).decode()
+
+
+def ack(seq: int) -> str:
+    return f'{{"type":"ack","seq":{seq}}}'
