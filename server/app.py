@@ -32,7 +32,6 @@ def create_app(settings: Settings) -> FastAPI:
                 redis=redis,
                 flush_max_rows=settings.flush_max_rows,
                 flush_interval_ms=settings.flush_interval_ms,
-                flush_concurrency=settings.flush_concurrency,
                 queue_rows=settings.ingest_queue_rows,
             )
             ingest.start()

@@ -23,7 +23,6 @@ class Settings(BaseSettings):
     # Group commit of pings: a flush when this many rows wait, or this long after the first.
     flush_max_rows: int = 2000
     flush_interval_ms: float = 5.0
-    flush_concurrency: int = 3
     ingest_queue_rows: int = 50_000
     db_pool_size: int = 10
 

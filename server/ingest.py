@@ -2,8 +2,11 @@
 
 Connections `submit` items and return at once (or wait while the queue is full:
 backpressure). One owned task cuts the queue into flushes, at most
-`flush_max_rows` rows or `flush_interval_ms` after the first waiting row; up to
-`flush_concurrency` flushes commit at a time. After a flush commits, each
+`flush_max_rows` rows or `flush_interval_ms` after the first waiting row, and
+commits them one at a time while the next flush gathers. Commits must land in
+arrival order: then what is stored of a device is always a prefix of what it
+sent, so the highest stored seq (the welcome's `acked_seq`) is safe to resume
+from; concurrent flushes could leave a gap below it at a crash. After a flush commits, each
 item's ledger entry is settled and its ledger advanced: only then does a phone
 hear `ack` (DESIGN rules 1 and 2). A flush that fails settles nothing: its
 ledgers are failed, so their owners drop the stream and the phones resend from
@@ -47,7 +50,6 @@ class Ingest:
         redis: Redis,
         flush_max_rows: int,
         flush_interval_ms: float,
-        flush_concurrency: int,
         queue_rows: int,
     ):
         self._engine = engine
@@ -59,7 +61,7 @@ class Ingest:
         self._waiting = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
-        self._slots = asyncio.Semaphore(flush_concurrency)
+        self._committing = asyncio.Lock()
         self._flushes: set[asyncio.Task] = set()
         self._runner: asyncio.Task | None = None
         self.flushed_rows = 0
@@ -81,7 +83,7 @@ class Ingest:
             await self._waiting.wait()
             if len(self._buffer) < self._max_rows:
                 await asyncio.sleep(self._interval_s)
-            await self._slots.acquire()
+            await self._committing.acquire()
             self._start_flush()
 
     def _start_flush(self) -> None:
@@ -105,7 +107,7 @@ class Ingest:
                 ledger.fail()
             return
         finally:
-            self._slots.release()
+            self._committing.release()
         for item in batch:
             item.entry.settled = True
         for ledger in {id(item.ledger): item.ledger for item in batch}.values():
@@ -133,6 +135,6 @@ class Ingest:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
         while self._buffer:
-            await self._slots.acquire()
+            await self._committing.acquire()
             self._start_flush()
         await asyncio.gather(*self._flushes, return_exceptions=True)

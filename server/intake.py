@@ -46,7 +46,11 @@ class Intake:
         if len(pings) > self._max_batch:
             raise wire.FrameError("too_large", f"a batch holds at most {self._max_batch} pings", field="pings")
         if not self._rate_limiter.take(self.device.device_id, len(pings)):
+            # A lone ping's refusal names its seq, so the ack may pass over it; a refused
+            # batch names none and enters no ledger: the phone resends it whole.
             seq = pings[0].seq if len(pings) == 1 and isinstance(pings[0], wire.PingFields) else None
+            if seq is not None:
+                self.ledger.answered(seq)
             raise wire.FrameError("rate_limited", "too many pings from this device; slow down and resend", seq=seq)
         now = datetime.now(UTC)
         items: list[Item] = []

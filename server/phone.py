@@ -38,12 +38,11 @@ class PhoneSession:
 
     async def run(self) -> None:
         await self._ws.accept()
-        device = await self._authenticate()
-        if device is None:
-            await self._ws.close(errors.CLOSE_POLICY, "unauthorized")
-            return
-        settings = self._services.settings
         try:
+            device = await self._authenticate()
+            if device is None:
+                await self._ws.close(errors.CLOSE_POLICY, "unauthorized")
+                return
             async with self._services.engine.connect() as connection:
                 acked_seq = await history.acked_seq(connection=connection, device_id=device.device_id)
                 last = await history.last_location(connection=connection, user_id=device.user_id)
@@ -51,6 +50,7 @@ class PhoneSession:
             log.error("phone session cannot start, storage unavailable: %r", error)
             await self._ws.close(errors.CLOSE_UNAVAILABLE, "storage unavailable; retry later")
             return
+        settings = self._services.settings
         self.ledger = Ledger(acked_seq, self._kick)
         self._sent_ack = acked_seq
         intake = Intake(

@@ -91,12 +91,20 @@ def _field_of(error: msgspec.ValidationError) -> str | None:
     return at.group(1) if at else None
 
 
+class _SeqOnly(msgspec.Struct):
+    seq: object = None
+
+
+_seq_decoder = msgspec.json.Decoder(_SeqOnly | list | str | float | int | bool | None)
+
+
 def _seq_of(raw: bytes | str) -> int | None:
+    """The seq of a refused ping, when it is a usable one, so the phone knows which."""
     try:
-        body = msgspec.json.decode(raw)
+        body = _seq_decoder.decode(raw)
     except msgspec.DecodeError:
         return None
-    seq = body.get("seq") if isinstance(body, dict) else None
+    seq = body.seq if isinstance(body, _SeqOnly) else None
     return seq if type(seq) is int and seq >= 0 else None
 
 
@@ -104,14 +112,24 @@ def decode_frame(raw: bytes | str) -> Ping | Batch | Hello:
     """Parse one phone frame. Raises FrameError with the contract's code."""
     try:
         return _frame_decoder.decode(raw)
+    except msgspec.ValidationError as error:  # a subclass of DecodeError: catch it first
+        raise _diagnose(raw, error) from None
     except msgspec.DecodeError as error:
         raise FrameError("bad_json", f"not valid JSON: {error}") from None
-    except msgspec.ValidationError as error:
-        raise _diagnose(raw, error) from None
+
+
+def _generic(raw: bytes | str) -> object:
+    """The frame as plain Python, or None where even that fails (a number out of range)."""
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
 
 
 def _diagnose(raw: bytes | str, error: msgspec.ValidationError) -> FrameError:
-    body = msgspec.json.decode(raw)
+    body = _generic(raw)
+    if body is None:
+        return FrameError("invalid_field", str(error), field=_field_of(error), seq=_seq_of(raw))
     if not isinstance(body, dict):
         return FrameError("invalid_field", "a frame must be a JSON object")
     kind = body.get("type")
@@ -127,10 +145,10 @@ def decode_batch(raw: bytes | str) -> list[msgspec.Raw]:
     """The raw pings of an HTTP batch body: `{"pings": [...]}` or a bare list."""
     try:
         body = _http_batch_decoder.decode(raw)
-    except msgspec.DecodeError as error:
-        raise FrameError("bad_json", f"not valid JSON: {error}") from None
     except msgspec.ValidationError as error:
         raise FrameError("invalid_field", f"expected a list of pings: {error}", field="pings") from None
+    except msgspec.DecodeError as error:
+        raise FrameError("bad_json", f"not valid JSON: {error}") from None
     return body.pings if isinstance(body, HttpBatch) else body
 
 
@@ -138,12 +156,12 @@ def decode_ping(raw: bytes | str) -> PingFields:
     """Parse one ping of a batch. Raises FrameError (with its seq when readable)."""
     try:
         return _ping_decoder.decode(raw)
-    except msgspec.DecodeError as error:
-        raise FrameError("bad_json", f"not valid JSON: {error}") from None
     except msgspec.ValidationError as error:
-        if not isinstance(msgspec.json.decode(raw), dict):
+        if isinstance(_generic(raw), list | str | int | float | bool):
             raise FrameError("invalid_field", "a ping must be a JSON object") from None
         raise FrameError("invalid_field", str(error), field=_field_of(error), seq=_seq_of(raw)) from None
+    except msgspec.DecodeError as error:
+        raise FrameError("bad_json", f"not valid JSON: {error}") from None
 
 
 def parse_time(value: int | str, *, field: str = "ts", seq: int | None = None) -> datetime:

@@ -1,0 +1,166 @@
+"""HTTP for the same data: accounts, the batch fallback, last location, track."""
+
+import time
+from xml.etree import ElementTree as ET
+
+import httpx
+import pytest
+
+from tests.servers import bearer, create_user, stored_pings
+
+TAIPEI_101 = (25.0339, 121.5645)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def walk(count: int, start_ms: int, first_seq: int = 0) -> list[dict]:
+    return [
+        {"seq": first_seq + i, "ts": start_ms + i * 1000, "lat": TAIPEI_101[0] + i * 1e-4, "lon": TAIPEI_101[1],
+         "alt": 10.0 + i}
+        for i in range(count)
+    ]
+
+
+async def test_create_user_returns_an_id_and_a_token_stored_only_as_a_hash(server, engine):
+    import sqlalchemy as sa
+
+    user_id, token = create_user(server)
+    async with engine.connect() as connection:
+        stored = (await connection.execute(sa.text("SELECT * FROM devices WHERE user_id = :u"), {"u": user_id})).one()
+    assert len(stored.token_sha256) == 32 and token.encode() not in bytes(stored.token_sha256)
+    assert token not in str(dict(stored._mapping))
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "Ann"}, "phone"),
+        ({"name": "", "phone": "+886912345678"}, "name"),
+        ({"name": "Ann", "phone": "call me"}, "phone"),
+        ({"name": "Ann", "phone": 886912345678}, "phone"),
+    ],
+)
+def test_create_user_refuses_bad_bodies(server, body, field):
+    response = httpx.post(f"{server.url}/v1/users", json=body)
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_field" and response.json()["field"] == field
+
+
+def test_create_user_refuses_non_json(server):
+    response = httpx.post(f"{server.url}/v1/users", content=b"{nope", headers={"content-type": "application/json"})
+    assert response.status_code == 400 and response.json()["code"] == "bad_json"
+
+
+async def test_post_pings_answers_with_the_ack_after_commit(server, engine):
+    user_id, token = create_user(server)
+    pings = walk(5, now_ms() - 10_000)
+    pings[3]["battery"] = 250
+    response = httpx.post(f"{server.url}/v1/pings", json={"pings": pings}, headers=bearer(token))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["type"] == "ack" and body["seq"] == 4
+    assert [(e["code"], e["field"], e["seq"]) for e in body["errors"]] == [("invalid_field", "battery", 3)]
+    assert [row["seq"] for row in await stored_pings(engine, user_id)] == [0, 1, 2, 4]
+    # A retry of the same batch stores nothing twice.
+    again = httpx.post(f"{server.url}/v1/pings", json=pings, headers=bearer(token))
+    assert again.status_code == 200 and again.json()["seq"] == 4
+    assert len(await stored_pings(engine, user_id)) == 4
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({}, 401, "unauthorized"),
+        ({"Authorization": "Bearer wrong"}, 401, "unauthorized"),
+        ({"Authorization": "Basic d3Jvbmc="}, 401, "unauthorized"),
+    ],
+)
+def test_post_pings_needs_a_device_token(server, headers, status, code):
+    response = httpx.post(f"{server.url}/v1/pings", json=walk(1, now_ms()), headers=headers)
+    assert (response.status_code, response.json()["code"]) == (status, code)
+
+
+def test_a_token_in_the_query_string_does_not_authenticate_http(server):
+    _, token = create_user(server)
+    response = httpx.post(f"{server.url}/v1/pings?token={token}&access_token={token}", json=walk(1, now_ms()))
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "code"),
+    [
+        (b"{not json", 400, "bad_json"),
+        (b'{"pings": 7}', 422, "invalid_field"),
+        (b'"hello"', 422, "invalid_field"),
+    ],
+)
+def test_post_pings_refuses_bad_bodies(server, content, status, code):
+    _, token = create_user(server)
+    response = httpx.post(f"{server.url}/v1/pings", content=content, headers=bearer(token))
+    assert (response.status_code, response.json()["code"]) == (status, code)
+
+
+def test_post_pings_refuses_more_than_1000(server):
+    _, token = create_user(server)
+    compact = [{"seq": i, "ts": 1, "lat": 0, "lon": 0} for i in range(1001)]
+    response = httpx.post(f"{server.url}/v1/pings", json=compact, headers=bearer(token))
+    assert (response.status_code, response.json()["code"]) == (413, "too_large")
+
+
+def test_post_pings_refuses_a_body_over_64_kib(server):
+    _, token = create_user(server)
+    response = httpx.post(f"{server.url}/v1/pings", content=b"[" + b" " * 70_000 + b"]", headers=bearer(token))
+    assert (response.status_code, response.json()["code"]) == (413, "too_large")
+
+
+def test_last_location_is_404_until_a_fix_then_the_newest_plausible_one(server):
+    _, token = create_user(server)
+    response = httpx.get(f"{server.url}/v1/me/location", headers=bearer(token))
+    assert (response.status_code, response.json()["code"]) == (404, "not_found")
+    httpx.post(f"{server.url}/v1/pings", json=walk(3, now_ms() - 5000), headers=bearer(token))
+    location = httpx.get(f"{server.url}/v1/me/location", headers=bearer(token)).json()
+    assert location["lat"] == pytest.approx(TAIPEI_101[0] + 2e-4) and location["ts"].endswith("Z")
+
+
+def test_track_as_geojson_covers_the_requested_window(server):
+    _, token = create_user(server)
+    start = now_ms() - 60_000
+    httpx.post(f"{server.url}/v1/pings", json=walk(10, start), headers=bearer(token))
+    response = httpx.get(f"{server.url}/v1/me/track", params={"from": start + 2000, "to": start + 5000},
+                         headers=bearer(token))
+    assert response.status_code == 200 and response.headers["content-type"] == "application/geo+json"
+    features = response.json()["features"]
+    assert [f["properties"]["seq"] for f in features] == [2, 3, 4, 5]
+    assert features[0]["geometry"] == {"type": "Point", "coordinates": [TAIPEI_101[1], TAIPEI_101[0] + 2e-4]}
+
+
+def test_track_as_gpx_is_a_gpx_1_1_track(server):
+    _, token = create_user(server)
+    httpx.post(f"{server.url}/v1/pings", json=walk(3, now_ms() - 10_000), headers=bearer(token))
+    response = httpx.get(f"{server.url}/v1/me/track", params={"format": "gpx"}, headers=bearer(token))
+    assert response.headers["content-type"] == "application/gpx+xml"
+    root = ET.fromstring(response.content)
+    ns = {"gpx": "http://www.topografix.com/GPX/1/1"}
+    assert root.tag == "{http://www.topografix.com/GPX/1/1}gpx" and root.get("version") == "1.1"
+    points = root.findall("gpx:trk/gpx:trkseg/gpx:trkpt", ns)
+    assert len(points) == 3 and float(points[0].get("lat")) == pytest.approx(TAIPEI_101[0])
+    assert points[2].find("gpx:ele", ns).text == "12.0"
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"from": "last tuesday"}, "from"), ({"to": "2026-01-01T00:00:00"}, "to"),
+     ({"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "from")],
+)
+def test_track_refuses_bad_windows(server, params, field):
+    _, token = create_user(server)
+    response = httpx.get(f"{server.url}/v1/me/track", params=params, headers=bearer(token))
+    assert (response.status_code, response.json()["field"]) == (422, field)
+
+
+def test_track_refuses_an_unknown_format(server):
+    _, token = create_user(server)
+    response = httpx.get(f"{server.url}/v1/me/track", params={"format": "kml"}, headers=bearer(token))
+    assert (response.status_code, response.json()["code"]) == (422, "invalid_field")

@@ -1,0 +1,285 @@
+"""The phone socket `/v1/phone`, end to end: a real server, a real websocket client, real storage."""
+
+import asyncio
+import json
+import time
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from tests.servers import (
+    bearer,
+    connect_phone,
+    create_user,
+    last_location_row,
+    receive,
+    stored_pings,
+    until_ack,
+)
+
+TAIPEI_101 = (25.0339, 121.5645)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def ping(seq: int, *, ts: int | None = None, lat: float = TAIPEI_101[0], lon: float = TAIPEI_101[1], **extra) -> dict:
+    return {"type": "ping", "seq": seq, "ts": now_ms() if ts is None else ts, "lat": lat, "lon": lon, **extra}
+
+
+def walk(first_seq: int, count: int, start_ms: int) -> list[dict]:
+    """A plausible walk north from Taipei 101: ~11 m and one second per fix."""
+    return [
+        {"seq": first_seq + i, "ts": start_ms + i * 1000, "lat": TAIPEI_101[0] + i * 1e-4, "lon": TAIPEI_101[1],
+         "acc": 5.0}
+        for i in range(count)
+    ]
+
+
+async def test_welcome_reports_the_highest_stored_seq(server, engine):
+    user_id, token = create_user(server)
+    ws, welcome = await connect_phone(server, token)
+    assert welcome == {"type": "welcome", "user_id": user_id, "acked_seq": -1}
+    await ws.send(json.dumps({"type": "batch", "pings": walk(0, 5, now_ms() - 10_000)}))
+    await until_ack(ws, 4)
+    await ws.close()
+    ws, welcome = await connect_phone(server, token)
+    assert welcome["acked_seq"] == 4
+    await ws.close()
+
+
+async def test_an_ack_is_sent_only_for_committed_pings(server, engine):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    fixes = walk(0, 200, now_ms() - 200_000)
+    acks_seen = 0
+    for block in range(0, 200, 50):
+        for fields in fixes[block : block + 50]:
+            await ws.send(json.dumps({"type": "ping", **fields}))
+        for frame in await until_ack(ws, block + 49):
+            # Whatever has been acked must already be readable from PostgreSQL.
+            seqs = {row["seq"] for row in await stored_pings(engine, user_id)}
+            assert set(range(frame["seq"] + 1)) <= seqs
+            acks_seen += 1
+    assert acks_seen >= 4
+    assert [row["seq"] for row in await stored_pings(engine, user_id)] == list(range(200))
+    await ws.close()
+
+
+async def test_hello_frame_authenticates_a_client_without_headers(server):
+    user_id, token = create_user(server)
+    async with websockets.connect(f"{server.ws_url}/v1/phone") as ws:
+        await ws.send(json.dumps({"type": "hello", "token": token}))
+        assert (await receive(ws)) == {"type": "welcome", "user_id": user_id, "acked_seq": -1}
+
+
+@pytest.mark.parametrize(
+    ("headers", "first_frame"),
+    [
+        (bearer("not-a-token"), None),
+        ({}, {"type": "hello", "token": "not-a-token"}),
+        ({}, {"type": "ping", "seq": 0, "ts": 0, "lat": 0, "lon": 0}),
+        ({}, None),  # no hello within the hello timeout
+    ],
+)
+async def test_bad_credentials_close_with_1008(server, headers, first_frame):
+    async with websockets.connect(f"{server.ws_url}/v1/phone", additional_headers=headers) as ws:
+        if first_frame is not None:
+            await ws.send(json.dumps(first_frame))
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws, timeout_s=5)
+    assert closed.value.rcvd.code == 1008
+
+
+async def test_a_token_in_the_query_string_never_authenticates(server):
+    _, token = create_user(server)
+    async with websockets.connect(f"{server.ws_url}/v1/phone?token={token}&access_token={token}") as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive(ws, timeout_s=5)
+    assert closed.value.rcvd.code == 1008
+
+
+async def test_duplicate_pings_are_acked_and_stored_once(server, engine):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    first = ping(0, ts=now_ms() - 1000)
+    await ws.send(json.dumps(first))
+    await until_ack(ws, 0)
+    await ws.send(json.dumps(first))
+    await ws.send(json.dumps({"type": "batch", "pings": [{k: v for k, v in first.items() if k != "type"}] * 3}))
+    await ws.send(json.dumps(ping(1)))
+    await until_ack(ws, 1)
+    assert [row["seq"] for row in await stored_pings(engine, user_id)] == [0, 1]
+    await ws.close()
+
+
+async def test_an_older_fix_is_stored_but_does_not_move_the_last_location(server, engine, redis):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    now = now_ms()
+    await ws.send(json.dumps(ping(0, ts=now, lat=25.0400)))
+    await until_ack(ws, 0)
+    await ws.send(json.dumps(ping(1, ts=now - 60_000, lat=25.0350)))
+    await until_ack(ws, 1)
+    assert len(await stored_pings(engine, user_id)) == 2
+    assert (await last_location_row(engine, user_id))["lat"] == pytest.approx(25.0400)
+    await asyncio.sleep(0.2)
+    hot = await redis.hgetall(f"guardian:loc:{user_id}")
+    assert float(hot[b"lat"]) == pytest.approx(25.0400)
+    await ws.close()
+
+
+async def test_a_teleport_is_stored_as_suspect_and_does_not_move_the_last_location(server, engine):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    now = now_ms()
+    await ws.send(json.dumps(ping(0, ts=now - 10_000)))
+    await ws.send(json.dumps(ping(1, ts=now, lat=22.6273, lon=120.3014)))  # Kaohsiung, 10 s later
+    await ws.send(json.dumps(ping(2, ts=now + 1000, lat=TAIPEI_101[0] + 1e-4)))
+    await until_ack(ws, 2)
+    rows = await stored_pings(engine, user_id)
+    assert [row["suspect"] for row in rows] == [None, ["teleport"], None]
+    assert (await last_location_row(engine, user_id))["lat"] == pytest.approx(TAIPEI_101[0] + 1e-4)
+    await ws.close()
+
+
+async def test_future_and_stale_fixes_are_stored_as_suspect(server, engine):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    await ws.send(json.dumps(ping(0, ts=now_ms() + 3_600_000)))
+    await ws.send(json.dumps(ping(1, ts=now_ms() - 30 * 86_400_000)))
+    await until_ack(ws, 1)
+    assert [row["suspect"] for row in await stored_pings(engine, user_id)] == [["future"], ["stale"]]
+    assert await last_location_row(engine, user_id) is None
+    await ws.close()
+
+
+async def test_last_location_reaches_redis_and_its_geo_index(server, redis):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    await ws.send(json.dumps(ping(0, acc=7.5)))
+    await until_ack(ws, 0)
+    for _ in range(50):
+        hot = await redis.hgetall(f"guardian:loc:{user_id}")
+        if hot:
+            break
+        await asyncio.sleep(0.02)
+    assert float(hot[b"lat"]) == pytest.approx(TAIPEI_101[0]) and float(hot[b"acc"]) == 7.5
+    [(lon, lat)] = await redis.geopos("guardian:geo:last", user_id)
+    assert (lat, lon) == (pytest.approx(TAIPEI_101[0], abs=1e-5), pytest.approx(TAIPEI_101[1], abs=1e-5))
+    await ws.close()
+
+
+BAD_FRAMES = [
+    ("not json at all", "bad_json", None),
+    ('{"type":"ping","seq":50,"ts":0,"lat":NaN,"lon":0}', "bad_json", None),
+    ('{"type":"ping","seq":50,"ts":0,"lat":Infinity,"lon":0}', "bad_json", None),
+    ('{"type":"ping","seq":50,"ts":0,"lat":1e400,"lon":0}', "invalid_field", "lat"),
+    ('{"type":"launch_rocket"}', "unknown_type", "type"),
+    ('{"seq":50}', "unknown_type", "type"),
+    ("[1,2,3]", "invalid_field", None),
+    ('{"type":"ping","seq":-3,"ts":0,"lat":0,"lon":0}', "invalid_field", "seq"),
+    ('{"type":"ping","seq":2.5,"ts":0,"lat":0,"lon":0}', "invalid_field", "seq"),
+    ('{"type":"ping","seq":"50","ts":0,"lat":0,"lon":0}', "invalid_field", "seq"),
+    ('{"type":"ping","seq":50,"lat":0,"lon":0}', "invalid_field", "ts"),
+    ('{"type":"ping","seq":50,"ts":0,"lon":0}', "invalid_field", "lat"),
+    ('{"type":"ping","seq":50,"ts":0,"lat":91,"lon":0}', "invalid_field", "lat"),
+    ('{"type":"ping","seq":50,"ts":0,"lat":0,"lon":-181}', "invalid_field", "lon"),
+    ('{"type":"ping","seq":50,"ts":0,"lat":0,"lon":0,"acc":-4}', "invalid_field", "acc"),
+    ('{"type":"ping","seq":50,"ts":0,"lat":0,"lon":0,"speed":-1}', "invalid_field", "speed"),
+    ('{"type":"ping","seq":50,"ts":0,"lat":0,"lon":0,"heading":400}', "invalid_field", "heading"),
+    ('{"type":"ping","seq":50,"ts":0,"lat":0,"lon":0,"battery":120}', "invalid_field", "battery"),
+    ('{"type":"ping","seq":50,"ts":"yesterday","lat":0,"lon":0}', "invalid_field", "ts"),
+    ('{"type":"ping","seq":50,"ts":"2026-11-21T10:00:00","lat":0,"lon":0}', "invalid_field", "ts"),
+    ('{"type":"batch","pings":"all of them"}', "invalid_field", "pings"),
+]
+
+
+@pytest.mark.parametrize(("frame", "code", "field"), BAD_FRAMES)
+async def test_each_bad_frame_gets_its_error_and_nothing_else_is_lost(server, engine, frame, code, field):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    await ws.send(json.dumps(ping(0, ts=now_ms() - 2000)))
+    await ws.send(frame)
+    await ws.send(json.dumps(ping(1)))
+    frames = await until_ack(ws, 1)
+    [error] = [f for f in frames if f["type"] == "error"]
+    assert (error["code"], error.get("field")) == (code, field)
+    assert error["message"]
+    assert [row["seq"] for row in await stored_pings(engine, user_id)] == [0, 1]
+    await ws.close()
+
+
+async def test_a_binary_frame_is_refused_and_the_socket_stays_open(server, engine):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    await ws.send(json.dumps(ping(0)).encode())
+    assert (await receive(ws))["code"] == "bad_json"
+    await ws.send(json.dumps(ping(0)))
+    await until_ack(ws, 0)
+    await ws.close()
+
+
+async def test_one_bad_ping_in_a_batch_refuses_only_itself(server, engine):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    pings = walk(0, 4, now_ms() - 5000)
+    pings[2]["lat"] = 123.0
+    await ws.send(json.dumps({"type": "batch", "pings": pings}))
+    frames = await until_ack(ws, 3)
+    assert [(f["code"], f["field"], f["seq"]) for f in frames if f["type"] == "error"] == [("invalid_field", "lat", 2)]
+    assert [row["seq"] for row in await stored_pings(engine, user_id)] == [0, 1, 3]
+    await ws.close()
+
+
+async def test_a_batch_over_1000_pings_is_refused_whole(server, engine):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    compact = [{"seq": i, "ts": 1, "lat": 0, "lon": 0} for i in range(1001)]
+    await ws.send(json.dumps({"type": "batch", "pings": compact}, separators=(",", ":")))
+    error = await receive(ws)
+    assert (error["code"], error["field"]) == ("too_large", "pings")
+    await ws.send(json.dumps(ping(0)))
+    await until_ack(ws, 0)
+    assert [row["seq"] for row in await stored_pings(engine, user_id)] == [0]
+    await ws.close()
+
+
+async def test_a_frame_over_64_kib_closes_with_1009(server, engine):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token, max_size=None)
+    await ws.send(json.dumps(ping(0)))
+    await until_ack(ws, 0)
+    await ws.send(json.dumps({**ping(1), "padding": "x" * 70_000}))
+    with pytest.raises(ConnectionClosed) as closed:
+        await receive(ws)
+    assert closed.value.rcvd.code == 1009
+    assert [row["seq"] for row in await stored_pings(engine, user_id)] == [0]
+
+
+async def test_a_socket_that_keeps_sending_garbage_is_closed_with_1008(server):
+    _, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    for _ in range(60):
+        await ws.send("garbage")
+    with pytest.raises(ConnectionClosed) as closed:
+        for _ in range(100):
+            await receive(ws)
+    assert closed.value.rcvd.code == 1008
+
+
+async def test_a_device_over_its_rate_limit_is_told_rate_limited(fresh_server, engine):
+    server = fresh_server(GUARDIAN_RATE_PINGS_PER_S="1", GUARDIAN_RATE_BURST_PINGS="5")
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    start = now_ms() - 20_000
+    for fields in walk(0, 8, start):
+        await ws.send(json.dumps({"type": "ping", **fields}))
+    frames = await until_ack(ws, 7)
+    limited = [f for f in frames if f["type"] == "error"]
+    assert limited and all(f["code"] == "rate_limited" for f in limited)
+    assert {f["seq"] for f in limited} == {5, 6, 7}
+    assert [row["seq"] for row in await stored_pings(engine, user_id)] == [0, 1, 2, 3, 4]
+    await ws.close()
