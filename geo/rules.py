@@ -42,20 +42,19 @@ class Limits:
     min_interval_s: float = 1.0
 
 
-def _numbers(fix: Fix) -> dict[str, float | None]:
-    return {
-        "lat": fix.lat,
-        "lon": fix.lon,
-        "acc": fix.accuracy_m,
-        "alt": fix.altitude_m,
-        "speed": fix.speed_mps,
-        "heading": fix.heading_deg,
-        "battery": fix.battery_pct,
-    }
+_MEASURES = ("lat", "lon", "acc", "alt", "speed", "heading", "battery")
+
+
+def _numbers(fix: Fix) -> tuple[float | None, ...]:
+    return (fix.lat, fix.lon, fix.accuracy_m, fix.altitude_m, fix.speed_mps, fix.heading_deg, fix.battery_pct)
 
 
 def finite_numbers(fix: Fix) -> Reason | None:
-    for name, value in _numbers(fix).items():
+    values = _numbers(fix)
+    # The common case in one C-level pass; None counts as finite.
+    if all(map(math.isfinite, (0.0 if value is None else value for value in values))):
+        return None
+    for name, value in zip(_MEASURES, values):
         if value is not None and not math.isfinite(value):
             return Reason(name, "not_finite", f"{name} must be a finite number")
     return None

@@ -16,6 +16,26 @@ cli.add_typer(db_cli, name="db")
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def run_uvicorn(app, settings: Settings) -> None:
+    """Serve an ASGI app with Guardian's socket settings (also used by the load baseline)."""
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        ws_ping_interval=settings.keepalive_interval_s,
+        ws_ping_timeout=settings.keepalive_timeout_s,
+        ws_per_message_deflate=False,
+        access_log=False,
+        log_level="warning",
+        backlog=4096,
+        timeout_graceful_shutdown=10,
+    )
+
+
 @cli.command()
 def serve(
     host: str = typer.Option(None, help="Address to bind (default GUARDIAN_HOST)."),
@@ -27,21 +47,8 @@ def serve(
     overrides = {key: value for key, value in {"host": host, "port": port}.items() if value is not None}
     settings = Settings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets-sansio",
-        ws_max_size=settings.max_frame_bytes,
-        ws_ping_interval=settings.keepalive_interval_s,
-        ws_ping_timeout=settings.keepalive_timeout_s,
-        ws_per_message_deflate=False,
-        access_log=False,
-        backlog=4096,
-        timeout_graceful_shutdown=10,
-    )
+    logging.getLogger(__name__).info("serving on http://%s:%d", settings.host, settings.port)
+    run_uvicorn(create_app(settings), settings)
 
 
 @db_cli.command("upgrade")

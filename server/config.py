@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     console_origins: list[str] = []
 
     # Group commit of pings: a flush when this many rows wait, or this long after the first.
-    flush_max_rows: int = 2000
+    flush_max_rows: int = 5000
     flush_interval_ms: float = 5.0
     ingest_queue_rows: int = 50_000
     db_pool_size: int = 10

@@ -86,7 +86,13 @@ def _build_store_statement():
         index_elements=[last_locations.c.user_id],
         set_={name: excluded[name] for name in moved_columns if name != "user_id"},
         where=last_locations.c.device_ts < excluded.device_ts,
-    ).returning(last_locations.c.user_id, last_locations.c.device_id, last_locations.c.device_ts)
+    ).returning(
+        last_locations.c.user_id,
+        sa.func.ST_Y(last_locations.c.location).label("lat"),
+        sa.func.ST_X(last_locations.c.location).label("lon"),
+        last_locations.c.accuracy_m,
+        last_locations.c.device_ts,
+    )
 
 
 STORE = _build_store_statement()
@@ -104,11 +110,11 @@ class NewFix:
     suspect: list[str] | None
 
 
-async def store(*, connection: AsyncConnection, rows: Sequence[NewFix]) -> list[tuple[uuid.UUID, uuid.UUID, datetime]]:
+async def store(*, connection: AsyncConnection, rows: Sequence[NewFix]) -> list[tuple[uuid.UUID, Fix]]:
     """Insert the pings (a duplicate (device, seq) is skipped) and move last locations forward.
 
-    Returns (user_id, device_id, device_ts) of each user whose last location moved, so the
-    caller can copy exactly those to Redis. The caller commits.
+    Returns each user whose last location moved, with that fix, so the caller can copy
+    exactly those to Redis. The caller commits.
     """
     columns: dict[str, list] = {name: [] for name in _COLUMNS}
     for row in rows:
@@ -127,7 +133,8 @@ async def store(*, connection: AsyncConnection, rows: Sequence[NewFix]) -> list[
         columns["battery_pct"].append(fix.battery_pct)
         columns["suspect"].append(",".join(row.suspect) if row.suspect else None)
     result = await connection.execute(STORE, columns)
-    return [tuple(moved) for moved in result.all()]
+    return [(moved.user_id, Fix(lat=moved.lat, lon=moved.lon, ts=moved.device_ts, accuracy_m=moved.accuracy_m))
+            for moved in result]
 
 
 async def acked_seq(*, connection: AsyncConnection, device_id: uuid.UUID) -> int:

@@ -64,11 +64,27 @@ class Ingest:
         self._committing = asyncio.Lock()
         self._flushes: set[asyncio.Task] = set()
         self._runner: asyncio.Task | None = None
+        self._reporter: asyncio.Task | None = None
         self.flushed_rows = 0
         self.flush_count = 0
+        self.commit_s = 0.0
 
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="ingest")
+        self._reporter = asyncio.create_task(self._report(), name="ingest-report")
+
+    async def _report(self, every_s: float = 10.0) -> None:
+        """Log throughput, flush size, commit time and queue depth while pings flow."""
+        seen = (0, 0, 0.0)
+        while True:
+            await asyncio.sleep(every_s)
+            rows, flushes, commit_s = (self.flushed_rows - seen[0], self.flush_count - seen[1],
+                                       self.commit_s - seen[2])
+            seen = (self.flushed_rows, self.flush_count, self.commit_s)
+            if flushes:
+                log.info("ingest: %.0f pings/s in %d flushes (%.0f rows, %.1f ms each; committing %.0f%% of the "
+                         "time), %d queued", rows / every_s, flushes, rows / flushes, 1000 * commit_s / flushes,
+                         100 * commit_s / every_s, len(self._buffer))
 
     async def submit(self, items: list[Item]) -> None:
         """Queue items for the next flush; waits while the queue is full."""
@@ -114,26 +130,25 @@ class Ingest:
             ledger.advance()
         self.flushed_rows += len(batch)
         self.flush_count += 1
-        log.debug("flushed %d pings in %.1f ms", len(batch), (time.perf_counter() - started) * 1000)
-        await self._copy_to_redis(batch, moved)
+        self.commit_s += time.perf_counter() - started
+        await self._copy_to_redis(moved)
 
-    async def _copy_to_redis(self, batch: list[Item], moved: list) -> None:
+    async def _copy_to_redis(self, moved: list) -> None:
         if not moved:
             return
-        fixes = {(item.row.device_id, item.row.fix.ts): item.row.fix for item in batch}
-        newest = [(user_id, fixes[(device_id, device_ts)]) for user_id, device_id, device_ts in moved]
         try:
             async with asyncio.timeout(REDIS_WRITE_TIMEOUT_S):
-                await hotstate.write(redis=self._redis, fixes=newest)
+                await hotstate.write(redis=self._redis, fixes=moved)
         except (RedisError, OSError, TimeoutError) as error:
             # PostgreSQL has them; `guardian rebuild-hot-state` (or the next start) restores Redis.
-            log.warning("hot state not updated for %d users: %r", len(newest), error)
+            log.warning("hot state not updated for %d users: %r", len(moved), error)
 
     async def close(self) -> None:
         """Flush what is queued, then stop. Called after the sockets are closed."""
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
+        for task in (self._runner, self._reporter):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         while self._buffer:
             await self._committing.acquire()
             self._start_flush()

@@ -12,7 +12,7 @@ import logging
 from collections import deque
 
 from fastapi import WebSocket
-from starlette.websockets import WebSocketState
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from server import auth, errors, history, wire
 from server.ingest import STORAGE_ERRORS
@@ -154,7 +154,7 @@ class PhoneSession:
                     await self._ws.send_text(wire.ack(self._sent_ack))
                 else:
                     return
-        except (RuntimeError, OSError) as error:
+        except (WebSocketDisconnect, RuntimeError, OSError) as error:
             # The phone went away mid-send; the reader sees the disconnect and ends the session.
             if self._ws.client_state != WebSocketState.DISCONNECTED:
                 log.debug("phone writer stopped: %r", error)

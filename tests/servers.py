@@ -1,67 +1,21 @@
 """Real server processes for tests, and a phone client speaking the wire contract."""
 
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 
 import httpx
 import websockets
 
-STARTUP_TIMEOUT_S = 20.0
+from load import processes
+
+free_port = processes.free_port
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class ServerProcess:
+class ServerProcess(processes.ServerProcess):
     """`python -m server serve` on a free loopback port."""
 
     def __init__(self, env: dict[str, str], port: int | None = None):
-        self.port = port or free_port()
-        self.env = {**env, "GUARDIAN_PORT": str(self.port)}
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "server", "serve"], env=self.env)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode} during start-up")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not answer /healthz in time")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown, no final flush."""
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        super().__init__([sys.executable, "-m", "server", "serve"], env, port)
 
 
 def create_user(server: ServerProcess, name: str = "Ann Lin", phone: str = "+886912345678") -> tuple[str, str]:

@@ -1,0 +1,63 @@
+"""`python -m load ...`: the phone fleet, the baseline server and the standard benchmark."""
+
+import asyncio
+
+import typer
+
+from load import bench, fleet, idle
+from load.stats import table
+
+cli = typer.Typer(help="Simulated phones against a running Guardian server.", no_args_is_help=True)
+
+
+@cli.command()
+def phones(
+    phones: int = typer.Option(100, help="How many phones."),
+    rate_hz: float = typer.Option(1.0, help="Frames per second per phone."),
+    batch: int = typer.Option(1, help="Pings per frame (1: single `ping` frames)."),
+    duration: float = typer.Option(30.0, help="Measured seconds (after the warm-up)."),
+    warmup: float = typer.Option(5.0, help="Seconds of streaming before measuring."),
+    url: str = typer.Option("http://127.0.0.1:8000", help="The server."),
+    procs: int = typer.Option(1, help="Load generator processes."),
+) -> None:
+    """Stream pings from N phones and report acked pings per second and ack latency."""
+    tokens = asyncio.run(fleet.create_users(url, phones))
+    plan = fleet.Plan(url=url, rate_hz=rate_hz, batch=batch, duration_s=duration, warmup_s=warmup)
+    print(table([fleet.run(tokens, plan, procs=procs).row()]))
+
+
+@cli.command("idle")
+def idle_phones(
+    phones: int = typer.Option(10_000, help="How many idle phones."),
+    url: str = typer.Option("http://127.0.0.1:8000", help="The server."),
+    server_pid: int = typer.Option(None, help="The server's pid, to report its memory per connection."),
+    hold: float = typer.Option(10.0, help="Seconds to hold the connections."),
+) -> None:
+    """Connect N phones that send nothing; report what each costs the server."""
+    tokens = asyncio.run(fleet.create_users(url, phones))
+    report = asyncio.run(idle.hold(url, tokens, server_pid=server_pid, hold_s=hold))
+    print(table([{key: str(value) for key, value in report.items()}]))
+
+
+@cli.command()
+def baseline(port: int = typer.Option(None, help="Port (default GUARDIAN_PORT).")) -> None:
+    """Serve the storage-free baseline endpoint."""
+    from load.baseline import create_app
+    from server.cli import run_uvicorn
+    from server.config import Settings
+
+    settings = Settings(**({"port": port} if port else {}))
+    run_uvicorn(create_app(), settings)
+
+
+@cli.command("bench")
+def run_bench(
+    duration: float = typer.Option(60.0, help="Seconds of the main scenario (others run half as long)."),
+    idle_phones: int = typer.Option(10_000, help="Idle phones for the memory scenario."),
+    procs: int = typer.Option(1, help="Load generator processes."),
+) -> None:
+    """The standard scenarios, each beside the baseline in the same run."""
+    bench.run_bench(duration_s=duration, idle_phones=idle_phones, procs=procs)
+
+
+cli()

@@ -1,0 +1,79 @@
+"""`make bench`: the standard scenarios, each beside the baseline in the same run.
+
+For every throughput scenario the baseline runs before and after the full
+server; the full/baseline ratio uses their mean, and their difference is the
+machine's noise for that scenario.
+"""
+
+import asyncio
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, replace
+
+from load import fleet, idle
+from load.processes import ServerProcess
+from load.stats import FleetResult, table
+
+BENCH_DATABASE_URL = "postgresql+asyncpg://guardian:guardian@127.0.0.1:5432/guardian_bench"
+BENCH_REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    phones: int
+    plan: fleet.Plan
+
+
+def scenarios(duration_s: float) -> list[Scenario]:
+    plan = fleet.Plan(url="", rate_hz=10, batch=1, duration_s=duration_s, warmup_s=5)
+    return [
+        Scenario("2000 phones x 10 Hz, single pings", 2000, plan),
+        Scenario("2000 phones x 1 Hz, batches of 50", 2000, replace(plan, rate_hz=1, batch=50,
+                                                                    duration_s=max(10, duration_s / 2))),
+        Scenario("1000 phones x 10 Hz (latency at 10k/s)", 1000, replace(plan, duration_s=max(10, duration_s / 2))),
+    ]
+
+
+def run_bench(*, duration_s: float, idle_phones: int, procs: int) -> None:
+    env = {**os.environ, "GUARDIAN_DATABASE_URL": os.environ.get("GUARDIAN_BENCH_DATABASE_URL", BENCH_DATABASE_URL),
+           "GUARDIAN_REDIS_URL": os.environ.get("GUARDIAN_BENCH_REDIS_URL", BENCH_REDIS_URL)}
+    full = ServerProcess([sys.executable, "-m", "server", "serve"], env)
+    baseline = ServerProcess([sys.executable, "-m", "load", "baseline"], env)
+    full.start()
+    baseline.start()
+    try:
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
+              f"load generator: {procs} process(es) on the same machine", flush=True)
+        needed = max(idle_phones, *(s.phones for s in scenarios(duration_s)))
+        started = time.monotonic()
+        tokens = asyncio.run(fleet.create_users(full.url, needed))
+        print(f"registered {len(tokens)} users in {time.monotonic() - started:.1f} s", flush=True)
+        rows = []
+        for scenario in scenarios(duration_s):
+            results = {}
+            for label, server in (("baseline", baseline), ("full", full), ("baseline again", baseline)):
+                plan = replace(scenario.plan, url=server.url)
+                print(f"running: {scenario.name} against {label} ...", flush=True)
+                results[label] = fleet.run(tokens[: scenario.phones], plan, procs=procs)
+                rows.append({"scenario": scenario.name, "server": label, **results[label].row()})
+                print(table(rows[-1:]), flush=True)
+            rows.append(ratio_row(scenario.name, results))
+        print("\nthroughput and ack latency\n" + table(rows), flush=True)
+        print(f"\nrunning: {idle_phones} idle phones against full ...", flush=True)
+        report = asyncio.run(idle.hold(full.url, tokens[:idle_phones], server_pid=full.pid, hold_s=10))
+        print(table([{key: str(value) for key, value in report.items()}]), flush=True)
+    finally:
+        full.stop()
+        baseline.stop()
+
+
+def ratio_row(name: str, results: dict[str, FleetResult]) -> dict[str, str]:
+    first, again = results["baseline"].acked_per_s, results["baseline again"].acked_per_s
+    mean = (first + again) / 2
+    noise = abs(first - again) / mean if mean else float("nan")
+    ratio = results["full"].acked_per_s / mean if mean else float("nan")
+    return {"scenario": name, "server": "full/baseline", "acked pings/s": f"{ratio:.2f}",
+            "sent": f"noise {noise:.0%}"}
