@@ -15,10 +15,10 @@ migrate: services
 	@$(VENV)/guardian db upgrade
 
 run: migrate
-	@ulimit -n 65536 2>/dev/null || true; exec $(VENV)/guardian serve
+	@ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; exec $(VENV)/guardian serve
 
 test: services
-	@ulimit -n 65536 2>/dev/null || true; $(VENV)/python -m pytest $(PYTEST_ARGS)
+	@ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; $(VENV)/python -m pytest $(PYTEST_ARGS)
 
 # The benchmark writes millions of rows: it gets a fresh database of its own each run.
 BENCH_DATABASE_URL := postgresql+asyncpg://guardian:guardian@127.0.0.1:5432/guardian_bench
@@ -26,5 +26,5 @@ bench: services
 	@PGPASSWORD=guardian psql -X -q -h 127.0.0.1 -U guardian -d postgres -c "DROP DATABASE IF EXISTS guardian_bench"
 	@bash ops/services.sh guardian_bench
 	@GUARDIAN_DATABASE_URL=$(BENCH_DATABASE_URL) $(VENV)/guardian db upgrade
-	@ulimit -n 65536 2>/dev/null || true; \
+	@ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
 	  GUARDIAN_BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(VENV)/python -m load bench $(BENCH_ARGS)

@@ -51,8 +51,9 @@ def _numbers(fix: Fix) -> tuple[float | None, ...]:
 
 def finite_numbers(fix: Fix) -> Reason | None:
     values = _numbers(fix)
-    # The common case in one C-level pass; None counts as finite.
-    if all(map(math.isfinite, (0.0 if value is None else value for value in values))):
+    # Fast path: NaN and infinities survive a sum. (A sum that overflows only sends
+    # finite values down the exact check below.)
+    if math.isfinite(sum(value for value in values if value is not None)):
         return None
     for name, value in zip(_MEASURES, values):
         if value is not None and not math.isfinite(value):

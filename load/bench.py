@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, replace
 
 from load import fleet, idle
+from load.cpu import CpuMeter
 from load.processes import ServerProcess
 from load.stats import FleetResult, table
 
@@ -57,7 +58,7 @@ def run_bench(*, duration_s: float, idle_phones: int, procs: int) -> None:
             for label, server in (("baseline", baseline), ("full", full), ("baseline again", baseline)):
                 plan = replace(scenario.plan, url=server.url)
                 print(f"running: {scenario.name} against {label} ...", flush=True)
-                results[label] = fleet.run(tokens[: scenario.phones], plan, procs=procs)
+                results[label] = fleet.run(tokens[: scenario.phones], plan, procs=procs, meter=CpuMeter(server.pid))
                 rows.append({"scenario": scenario.name, "server": label, **results[label].row()})
                 print(table(rows[-1:]), flush=True)
             rows.append(ratio_row(scenario.name, results))

@@ -7,6 +7,7 @@ latency runs from a frame's send time to the ack that covers its last seq.
 """
 
 import asyncio
+import heapq
 import json
 import multiprocessing
 import random
@@ -55,97 +56,133 @@ async def create_users(url: str, count: int, *, concurrency: int = 32) -> list[s
 
 
 class Phone:
-    def __init__(self, index: int, token: str, plan: Plan, result: FleetResult, clock: dict):
+    """One simulated phone: its socket, its track and the frames awaiting an ack."""
+
+    def __init__(self, index: int, token: str, plan: Plan, result: FleetResult):
         self.token = token
         self.plan = plan
         self.result = result
-        self.clock = clock
         self.track = Track(index)
+        self.ws = None
+        self.seq = 0
+        self.receiver: asyncio.Task | None = None
         self.outstanding: deque[tuple[int, float, int]] = deque()  # (last seq, sent at, pings)
 
-    async def run(self, gate: asyncio.Semaphore) -> None:
+    async def connect(self, gate: asyncio.Semaphore) -> bool:
         async with gate:
             try:
-                ws = await websockets.connect(
+                self.ws = await websockets.connect(
                     ws_url(self.plan.url), additional_headers={"Authorization": f"Bearer {self.token}"},
                     compression=None, open_timeout=30,
                 )
-                welcome = json.loads(await ws.recv())
+                welcome = json.loads(await self.ws.recv())
             except (OSError, websockets.WebSocketException, TimeoutError) as error:
                 self._error(f"connect:{type(error).__name__}")
-                return
+                return False
+        self.seq = welcome["acked_seq"] + 1
         self.result.connected += 1
-        receiver = asyncio.create_task(self._receive(ws))
-        try:
-            await self._send(ws, welcome["acked_seq"] + 1)
-            deadline = self.clock["stop"] + DRAIN_S
-            while self.outstanding and time.monotonic() < deadline and not receiver.done():
-                await asyncio.sleep(0.05)
-        except websockets.ConnectionClosed:
-            self._error("closed")
-        finally:
-            receiver.cancel()
-            await asyncio.gather(receiver, return_exceptions=True)
-            await ws.close()
+        self.receiver = asyncio.create_task(self._receive())
+        return True
 
-    async def _send(self, ws, seq: int) -> None:
+    def frame(self, now: float, measured: bool) -> str:
+        """The next frame of this phone's track; remembers it until acked."""
         plan = self.plan
-        interval_s = 1.0 / plan.rate_hz
-        fix_interval_s = interval_s / plan.batch
-        next_at = self.clock["start"] + random.uniform(0, interval_s)
-        while True:
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.monotonic()
-            if now >= self.clock["stop"]:
-                return
-            wall_ms = int(time.time() * 1000)
-            pings = []
-            for i in range(plan.batch):
-                lat, lon = self.track.step(fix_interval_s)
-                ts = wall_ms - int((plan.batch - 1 - i) * fix_interval_s * 1000)
-                pings.append(f'{{"seq":{seq + i},"ts":{ts},"lat":{lat:.7f},"lon":{lon:.7f},"acc":8.0,"battery":80}}')
-            if plan.batch == 1:
-                frame = '{"type":"ping",' + pings[0][1:]
-            else:
-                frame = '{"type":"batch","pings":[' + ",".join(pings) + "]}"
-            await ws.send(frame)
-            seq += plan.batch
-            measured = now >= self.clock["measure_from"]
-            if measured:
-                self.result.sent_pings += plan.batch
-            self.outstanding.append((seq - 1, now if measured else -1.0, plan.batch))
-            next_at += interval_s
+        fix_interval_s = 1.0 / plan.rate_hz / plan.batch
+        wall_ms = int(time.time() * 1000)
+        pings = []
+        for i in range(plan.batch):
+            lat, lon = self.track.step(fix_interval_s)
+            ts = wall_ms - int((plan.batch - 1 - i) * fix_interval_s * 1000)
+            pings.append(f'{{"seq":{self.seq + i},"ts":{ts},"lat":{lat:.7f},"lon":{lon:.7f},"acc":8.0,"battery":80}}')
+        self.seq += plan.batch
+        if measured:
+            self.result.sent_pings += plan.batch
+        self.outstanding.append((self.seq - 1, now if measured else -1.0, plan.batch))
+        if plan.batch == 1:
+            return '{"type":"ping",' + pings[0][1:]
+        return '{"type":"batch","pings":[' + ",".join(pings) + "]}"
 
-    async def _receive(self, ws) -> None:
+    async def _receive(self) -> None:
         result = self.result
-        async for message in ws:
-            frame = json.loads(message)
-            kind = frame.get("type")
-            if kind == "ack":
-                now = time.monotonic()
-                while self.outstanding and self.outstanding[0][0] <= frame["seq"]:
-                    _, sent_at, count = self.outstanding.popleft()
-                    if sent_at >= 0:
-                        result.acked_pings += count
-                        result.latencies_ms.append((now - sent_at) * 1000)
-            elif kind == "error":
-                self._error(frame.get("code", "?"))
+        try:
+            async for message in self.ws:
+                frame = json.loads(message)
+                kind = frame.get("type")
+                if kind == "ack":
+                    now = time.monotonic()
+                    while self.outstanding and self.outstanding[0][0] <= frame["seq"]:
+                        _, sent_at, count = self.outstanding.popleft()
+                        if sent_at >= 0:
+                            result.acked_pings += count
+                            result.latencies_ms.append((now - sent_at) * 1000)
+                elif kind == "error":
+                    self._error(frame.get("code", "?"))
+        except websockets.ConnectionClosedError:
+            self._error("closed")
+
+    async def close(self) -> None:
+        if self.receiver is not None:
+            self.receiver.cancel()
+            await asyncio.gather(self.receiver, return_exceptions=True)
+        if self.ws is not None:
+            await self.ws.close()
 
     def _error(self, code: str) -> None:
         self.result.errors[code] = self.result.errors.get(code, 0) + 1
 
 
-async def _run_share(tokens: list[str], first_index: int, plan: Plan, start_at_wall: float) -> FleetResult:
+TICK_S = 0.005
+
+
+async def _stream(phones: list[Phone], plan: Plan, clock: dict) -> None:
+    """Open loop: every phone sends at its own phase, on a shared 5 ms tick (one timer, not one per phone)."""
+    interval_s = 1.0 / plan.rate_hz
+    due = [(clock["start"] + random.uniform(0, interval_s), i) for i in range(len(phones))]
+    heapq.heapify(due)
+    while due:
+        now = time.monotonic()
+        if now >= clock["stop"]:
+            return
+        measured = now >= clock["measure_from"]
+        while due and due[0][0] <= now:
+            at, i = heapq.heappop(due)
+            phone = phones[i]
+            try:
+                await phone.ws.send(phone.frame(now, measured))
+            except websockets.ConnectionClosed:
+                phone._error("closed")
+                continue
+            heapq.heappush(due, (at + interval_s, i))
+        await asyncio.sleep(TICK_S)
+
+
+async def _meter_window(meter, clock: dict, result: FleetResult) -> None:
+    await asyncio.sleep(max(0.0, clock["measure_from"] - time.monotonic()))
+    meter.start()
+    await asyncio.sleep(max(0.0, clock["stop"] - time.monotonic()))
+    result.cpu = meter.stop()
+
+
+async def _run_share(tokens: list[str], first_index: int, plan: Plan, start_at_wall: float,
+                     meter=None) -> FleetResult:
     result = FleetResult(phones=len(tokens))
     # All workers share one wall-clock start, turned into this process's monotonic clock.
     start = time.monotonic() + (start_at_wall - time.time())
     clock = {"start": start, "measure_from": start + plan.warmup_s, "stop": start + plan.warmup_s + plan.duration_s}
     result.window_s = plan.duration_s
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    phones = [Phone(first_index + i, token, plan, result, clock) for i, token in enumerate(tokens)]
-    await asyncio.gather(*(phone.run(gate) for phone in phones))
+    phones = [Phone(first_index + i, token, plan, result) for i, token in enumerate(tokens)]
+    connected = [phone for phone, ok in zip(phones, await asyncio.gather(*(p.connect(gate) for p in phones))) if ok]
+    metering = asyncio.create_task(_meter_window(meter, clock, result)) if meter else None
+    try:
+        await _stream(connected, plan, clock)
+        deadline = clock["stop"] + DRAIN_S
+        while any(phone.outstanding for phone in connected) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+    finally:
+        if metering is not None:
+            await asyncio.gather(metering, return_exceptions=True)
+        await asyncio.gather(*(phone.close() for phone in connected), return_exceptions=True)
     return result
 
 
@@ -154,11 +191,14 @@ def _worker(tokens: list[str], first_index: int, plan: Plan, start_at_wall: floa
     results.put(result)
 
 
-def run(tokens: list[str], plan: Plan, *, procs: int = 1, connect_lead_s: float = 10.0) -> FleetResult:
-    """Run the fleet over `procs` processes; streaming starts `connect_lead_s` from now."""
+def run(tokens: list[str], plan: Plan, *, procs: int = 1, connect_lead_s: float = 10.0, meter=None) -> FleetResult:
+    """Run the fleet over `procs` processes; streaming starts `connect_lead_s` from now.
+
+    `meter` (start()/stop() -> dict), when given with one process, measures the measured window.
+    """
     start_at_wall = time.time() + connect_lead_s
     if procs == 1:
-        return uvloop.run(_run_share(tokens, 0, plan, start_at_wall))
+        return uvloop.run(_run_share(tokens, 0, plan, start_at_wall, meter))
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     shares = [tokens[i::procs] for i in range(procs)]

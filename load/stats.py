@@ -13,6 +13,7 @@ class FleetResult:
     window_s: float = 0.0
     latencies_ms: array = field(default_factory=lambda: array("d"))
     errors: dict[str, int] = field(default_factory=dict)
+    cpu: dict[str, str] = field(default_factory=dict)
 
     def merge(self, other: "FleetResult") -> None:
         self.phones += other.phones
@@ -44,6 +45,7 @@ class FleetResult:
             "p95 ms": f"{self.percentile_ms(0.95):.1f}",
             "p99 ms": f"{self.percentile_ms(0.99):.1f}",
             "errors": ", ".join(f"{code}={count}" for code, count in sorted(self.errors.items())) or "0",
+            **self.cpu,
         }
 
 

@@ -22,7 +22,8 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 }
 
 # --- PostgreSQL ------------------------------------------------------------
-as_superuser() {  # runs psql as a PostgreSQL superuser
+as_superuser() {  # runs psql as a PostgreSQL superuser, quiet unless something is wrong
+  export PGOPTIONS="-c client_min_messages=warning"
   if [[ $(id -u) -eq 0 ]]; then
     runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$PGPORT" "$@"
   else

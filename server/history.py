@@ -64,7 +64,7 @@ def _build_store_statement():
                 sa.func.string_to_array(rows.c.suspect, ","),
             ),
         )
-        .on_conflict_do_nothing(constraint="pings_device_seq_key")
+        .on_conflict_do_nothing(index_elements=[pings.c.device_id, pings.c.seq])
         .returning(*(pings.c[name] for name in (*stored, "location", "accuracy_m", "speed_mps", "heading_deg",
                                                   "battery_pct", "suspect")))
         .cte("inserted")
@@ -113,25 +113,18 @@ class NewFix:
 async def store(*, connection: AsyncConnection, rows: Sequence[NewFix]) -> list[tuple[uuid.UUID, Fix]]:
     """Insert the pings (a duplicate (device, seq) is skipped) and move last locations forward.
 
-    Returns each user whose last location moved, with that fix, so the caller can copy
-    exactly those to Redis. The caller commits.
+    One statement: on an autocommit connection it is its own transaction, committed when
+    this returns. Returns each user whose last location moved, with that fix, so the
+    caller can copy exactly those to Redis.
     """
-    columns: dict[str, list] = {name: [] for name in _COLUMNS}
-    for row in rows:
-        fix = row.fix
-        columns["device_id"].append(row.device_id)
-        columns["user_id"].append(row.user_id)
-        columns["seq"].append(row.seq)
-        columns["device_ts"].append(fix.ts)
-        columns["received_at"].append(row.received_at)
-        columns["lat"].append(fix.lat)
-        columns["lon"].append(fix.lon)
-        columns["accuracy_m"].append(fix.accuracy_m)
-        columns["altitude_m"].append(fix.altitude_m)
-        columns["speed_mps"].append(fix.speed_mps)
-        columns["heading_deg"].append(fix.heading_deg)
-        columns["battery_pct"].append(fix.battery_pct)
-        columns["suspect"].append(",".join(row.suspect) if row.suspect else None)
+    # One tuple per row, then one transpose: far cheaper than 13 appends per row.
+    records = [
+        (row.device_id, row.user_id, row.seq, row.fix.ts, row.received_at, row.fix.lat, row.fix.lon,
+         row.fix.accuracy_m, row.fix.altitude_m, row.fix.speed_mps, row.fix.heading_deg, row.fix.battery_pct,
+         ",".join(row.suspect) if row.suspect else None)
+        for row in rows
+    ]
+    columns = dict(zip(_COLUMNS, (list(column) for column in zip(*records))))
     result = await connection.execute(STORE, columns)
     return [(moved.user_id, Fix(lat=moved.lat, lon=moved.lon, ts=moved.device_ts, accuracy_m=moved.accuracy_m))
             for moved in result]

@@ -16,11 +16,12 @@ ledgers are failed, so their owners drop the stream and the phones resend from
 import asyncio
 import logging
 import time
+from collections import deque
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server import history, hotstate
 from server.ledger import Entry, Ledger
@@ -59,12 +60,14 @@ class Ingest:
         self._queue_rows = queue_rows
         self._buffer: list[Item] = []
         self._waiting = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
+        # Submitters blocked on a full queue, woken one at a time while there is room
+        # (waking all of them on every flush would stampede under overload).
+        self._blocked: deque[asyncio.Future] = deque()
         self._committing = asyncio.Lock()
         self._flushes: set[asyncio.Task] = set()
         self._runner: asyncio.Task | None = None
         self._reporter: asyncio.Task | None = None
+        self._connection: AsyncConnection | None = None
         self.flushed_rows = 0
         self.flush_count = 0
         self.commit_s = 0.0
@@ -88,11 +91,24 @@ class Ingest:
 
     async def submit(self, items: list[Item]) -> None:
         """Queue items for the next flush; waits while the queue is full."""
-        while len(self._buffer) >= self._queue_rows:
-            self._room.clear()
-            await self._room.wait()
+        if len(self._buffer) >= self._queue_rows or self._blocked:
+            waiter = asyncio.get_running_loop().create_future()
+            self._blocked.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                self._wake_one()  # pass the turn on
+                raise
         self._buffer.extend(items)
         self._waiting.set()
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._blocked and len(self._buffer) < self._queue_rows:
+            waiter = self._blocked.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def _run(self) -> None:
         while True:
@@ -107,18 +123,36 @@ class Ingest:
         del self._buffer[: self._max_rows]
         if not self._buffer:
             self._waiting.clear()
-        self._room.set()
+        self._wake_one()
         task = asyncio.create_task(self._flush(batch), name="ingest-flush")
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
+    async def _connect(self) -> AsyncConnection:
+        """The ingest's own connection, in autocommit: a flush is one statement, hence its own
+        transaction, committed (WAL flushed, synchronous_commit=on) before PostgreSQL answers.
+        One round trip per flush instead of checkout, BEGIN, statement and COMMIT."""
+        if self._connection is None:
+            connection = await self._engine.connect()
+            self._connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        return self._connection
+
+    async def _disconnect(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await connection.invalidate()
+                await connection.close()
+            except STORAGE_ERRORS as error:
+                log.debug("closing a broken ingest connection: %r", error)
+
     async def _flush(self, batch: list[Item]) -> None:
         started = time.perf_counter()
         try:
-            async with self._engine.begin() as connection:
-                moved = await history.store(connection=connection, rows=[item.row for item in batch])
+            moved = await history.store(connection=await self._connect(), rows=[item.row for item in batch])
         except STORAGE_ERRORS as error:
             log.error("flush of %d pings failed, their streams are dropped for resend: %r", len(batch), error)
+            await self._disconnect()
             for ledger in {id(item.ledger): item.ledger for item in batch}.values():
                 ledger.fail()
             return
@@ -153,3 +187,4 @@ class Ingest:
             await self._committing.acquire()
             self._start_flush()
         await asyncio.gather(*self._flushes, return_exceptions=True)
+        await self._disconnect()

@@ -33,10 +33,11 @@ devices = sa.Table(
 pings = sa.Table(
     "pings",
     metadata,
-    sa.Column("ping_id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("device_id", pg.UUID(as_uuid=True), nullable=False),
+    # (device, seq) is both the idempotency key and the only key: a surrogate id would cost
+    # one more B-tree insert per fix and serve no query.
+    sa.Column("device_id", pg.UUID(as_uuid=True), primary_key=True),
     sa.Column("user_id", pg.UUID(as_uuid=True), nullable=False),
-    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("seq", sa.BigInteger, primary_key=True),
     sa.Column("device_ts", sa.DateTime(timezone=True), nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("location", POINT, nullable=False),
@@ -47,7 +48,6 @@ pings = sa.Table(
     sa.Column("battery_pct", sa.Float),
     # Null when plausible; otherwise the codes of the rules it failed.
     sa.Column("suspect", pg.ARRAY(sa.Text)),
-    sa.UniqueConstraint("device_id", "seq", name="pings_device_seq_key"),
     sa.Index("pings_received_at_brin", "received_at", postgresql_using="brin"),
     sa.Index("pings_user_ts_idx", "user_id", "device_ts"),
     sa.Index("pings_location_spgist", "location", postgresql_using="spgist"),

@@ -283,3 +283,18 @@ async def test_a_device_over_its_rate_limit_is_told_rate_limited(fresh_server, e
     assert {f["seq"] for f in limited} == {5, 6, 7}
     assert [row["seq"] for row in await stored_pings(engine, user_id)] == [0, 1, 2, 3, 4]
     await ws.close()
+
+
+async def test_a_full_ingest_queue_holds_phones_back_and_loses_nothing(fresh_server, engine):
+    server = fresh_server(GUARDIAN_INGEST_QUEUE_ROWS="20", GUARDIAN_FLUSH_MAX_ROWS="15")
+    phones = [create_user(server, name=f"Phone {i}") for i in range(6)]
+    sockets = [(await connect_phone(server, token))[0] for _, token in phones]
+    start = now_ms() - 100_000
+    for ws in sockets:
+        for first in range(0, 100, 25):
+            await ws.send(json.dumps({"type": "batch", "pings": walk(first, 25, start + first * 1000)}))
+    await asyncio.gather(*(until_ack(ws, 99, timeout_s=20) for ws in sockets))
+    for user_id, _ in phones:
+        assert [row["seq"] for row in await stored_pings(engine, user_id)] == list(range(100))
+    for ws in sockets:
+        await ws.close()

@@ -36,10 +36,10 @@ def upgrade() -> None:
     op.create_index("ix_devices_user_id", "devices", ["user_id"])
     op.create_table(
         "pings",
-        sa.Column("ping_id", sa.BigInteger, sa.Identity(), primary_key=True),
-        sa.Column("device_id", pg.UUID(as_uuid=True), nullable=False),
+        # (device, seq) is both the idempotency key and the only key.
+        sa.Column("device_id", pg.UUID(as_uuid=True), primary_key=True),
         sa.Column("user_id", pg.UUID(as_uuid=True), nullable=False),
-        sa.Column("seq", sa.BigInteger, nullable=False),
+        sa.Column("seq", sa.BigInteger, primary_key=True),
         sa.Column("device_ts", sa.DateTime(timezone=True), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("location", POINT, nullable=False),
@@ -49,8 +49,7 @@ def upgrade() -> None:
         sa.Column("heading_deg", sa.Float),
         sa.Column("battery_pct", sa.Float),
         sa.Column("suspect", pg.ARRAY(sa.Text)),
-        sa.UniqueConstraint("device_id", "seq", name="pings_device_seq_key"),
-    )
+        )
     op.create_index("pings_received_at_brin", "pings", ["received_at"], postgresql_using="brin")
     op.create_index("pings_user_ts_idx", "pings", ["user_id", "device_ts"])
     # SP-GiST, not GiST: it serves the same bounding-box queries (&&, ST_DWithin) and
