@@ -50,12 +50,13 @@ def _numbers(fix: Fix) -> tuple[float | None, ...]:
 
 
 def finite_numbers(fix: Fix) -> Reason | None:
-    values = _numbers(fix)
-    # Fast path: NaN and infinities survive a sum. (A sum that overflows only sends
-    # finite values down the exact check below.)
-    if math.isfinite(sum(value for value in values if value is not None)):
+    # Fast path, plain arithmetic: NaN and infinities survive a sum (`x or 0.0` keeps NaN,
+    # which is truthy). A sum that overflows only sends finite values to the exact check.
+    total = (fix.lat + fix.lon + (fix.accuracy_m or 0.0) + (fix.altitude_m or 0.0) + (fix.speed_mps or 0.0)
+             + (fix.heading_deg or 0.0) + (fix.battery_pct or 0.0))
+    if math.isfinite(total):
         return None
-    for name, value in zip(_MEASURES, values):
+    for name, value in zip(_MEASURES, _numbers(fix)):
         if value is not None and not math.isfinite(value):
             return Reason(name, "not_finite", f"{name} must be a finite number")
     return None

@@ -12,6 +12,8 @@ import sys
 import time
 from dataclasses import dataclass, replace
 
+import httpx
+
 from load import fleet, idle
 from load.cpu import CpuMeter
 from load.processes import ServerProcess
@@ -59,6 +61,7 @@ def run_bench(*, duration_s: float, idle_phones: int, procs: int) -> None:
                 plan = replace(scenario.plan, url=server.url)
                 print(f"running: {scenario.name} against {label} ...", flush=True)
                 results[label] = fleet.run(tokens[: scenario.phones], plan, procs=procs, meter=CpuMeter(server.pid))
+                wait_until_drained(full)
                 rows.append({"scenario": scenario.name, "server": label, **results[label].row()})
                 print(table(rows[-1:]), flush=True)
             rows.append(ratio_row(scenario.name, results))
@@ -69,6 +72,18 @@ def run_bench(*, duration_s: float, idle_phones: int, procs: int) -> None:
     finally:
         full.stop()
         baseline.stop()
+
+
+def wait_until_drained(server: ServerProcess, limit_s: float = 180.0) -> None:
+    """Let the full server store its backlog, so it does not eat into the next run's CPU."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        if httpx.get(f"{server.url}/healthz", timeout=10).json().get("ingest_queued_rows", 0) == 0:
+            break
+        time.sleep(0.5)
+    waited_s = time.monotonic() - started
+    if waited_s > 1:
+        print(f"(waited {waited_s:.0f} s for the full server's backlog to be stored)", flush=True)
 
 
 def ratio_row(name: str, results: dict[str, FleetResult]) -> dict[str, str]:

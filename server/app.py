@@ -57,6 +57,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "ok"}
+        return {"status": "ok", "ingest_queued_rows": app.state.services.ingest.queued_rows}
 
     return app

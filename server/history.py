@@ -124,7 +124,7 @@ async def store(*, connection: AsyncConnection, rows: Sequence[NewFix]) -> list[
          ",".join(row.suspect) if row.suspect else None)
         for row in rows
     ]
-    columns = dict(zip(_COLUMNS, (list(column) for column in zip(*records))))
+    columns = dict(zip(_COLUMNS, zip(*records)))
     result = await connection.execute(STORE, columns)
     return [(moved.user_id, Fix(lat=moved.lat, lon=moved.lon, ts=moved.device_ts, accuracy_m=moved.accuracy_m))
             for moved in result]

@@ -72,6 +72,10 @@ class Ingest:
         self.flush_count = 0
         self.commit_s = 0.0
 
+    @property
+    def queued_rows(self) -> int:
+        return len(self._buffer)
+
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="ingest")
         self._reporter = asyncio.create_task(self._report(), name="ingest-report")

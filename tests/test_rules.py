@@ -101,3 +101,8 @@ def test_haversine_matches_a_known_distance():
     # Taipei 101 to Taipei Main Station, about 5.1 km.
     assert distance.haversine_m(25.0339, 121.5645, 25.0478, 121.5170) == pytest.approx(5_020, rel=0.02)
     assert distance.haversine_m(0, 0, 0, 0) == 0
+
+
+def test_finite_numbers_is_not_fooled_by_an_overflowing_sum():
+    huge = fix(lat=80.0, altitude_m=1.7e308, speed_mps=1.7e308)
+    assert rules.finite_numbers(huge) is None
