@@ -1,14 +1,17 @@
 """Simulated phones: connect, stream pings at a fixed rate (open loop), time every ack.
 
 A run is split over worker processes; each runs its share of phones on one
-event loop and returns a FleetResult. Pings sent inside the measurement window
-(after the warm-up) and acknowledged before the drain deadline are counted;
-latency runs from a frame's send time to the ack that covers its last seq.
+event loop and returns a FleetResult. Throughput is the pings whose ack arrived
+inside the measurement window (after the warm-up): under overload that is what
+the server sustains, however long its queue. Latency runs from a frame's send
+time to the ack that covers its last seq, for frames sent inside the window
+(and acked before the drain deadline).
 """
 
 import asyncio
 import heapq
 import json
+import math
 import multiprocessing
 import random
 import time
@@ -58,10 +61,11 @@ async def create_users(url: str, count: int, *, concurrency: int = 32) -> list[s
 class Phone:
     """One simulated phone: its socket, its track and the frames awaiting an ack."""
 
-    def __init__(self, index: int, token: str, plan: Plan, result: FleetResult):
+    def __init__(self, index: int, token: str, plan: Plan, result: FleetResult, clock: dict):
         self.token = token
         self.plan = plan
         self.result = result
+        self.clock = clock
         self.track = Track(index)
         self.ws = None
         self.seq = 0
@@ -77,7 +81,7 @@ class Phone:
                 )
                 welcome = json.loads(await self.ws.recv())
             except (OSError, websockets.WebSocketException, TimeoutError) as error:
-                self._error(f"connect:{type(error).__name__}")
+                self.error(f"connect:{type(error).__name__}")
                 return False
         self.seq = welcome["acked_seq"] + 1
         self.result.connected += 1
@@ -110,15 +114,17 @@ class Phone:
                 kind = frame.get("type")
                 if kind == "ack":
                     now = time.monotonic()
+                    in_window = self.clock["measure_from"] <= now < self.clock["stop"]
                     while self.outstanding and self.outstanding[0][0] <= frame["seq"]:
                         _, sent_at, count = self.outstanding.popleft()
-                        if sent_at >= 0:
+                        if in_window:
                             result.acked_pings += count
+                        if sent_at >= 0:
                             result.latencies_ms.append((now - sent_at) * 1000)
                 elif kind == "error":
-                    self._error(frame.get("code", "?"))
+                    self.error(frame.get("code", "?"))
         except websockets.ConnectionClosedError:
-            self._error("closed")
+            self.error("closed")
 
     async def close(self) -> None:
         if self.receiver is not None:
@@ -127,7 +133,7 @@ class Phone:
         if self.ws is not None:
             await self.ws.close()
 
-    def _error(self, code: str) -> None:
+    def error(self, code: str) -> None:
         self.result.errors[code] = self.result.errors.get(code, 0) + 1
 
 
@@ -150,7 +156,7 @@ async def _stream(phones: list[Phone], plan: Plan, clock: dict) -> None:
             try:
                 await phone.ws.send(phone.frame(now, measured))
             except websockets.ConnectionClosed:
-                phone._error("closed")
+                phone.error("closed")
                 continue
             heapq.heappush(due, (at + interval_s, i))
         await asyncio.sleep(TICK_S)
@@ -171,7 +177,7 @@ async def _run_share(tokens: list[str], first_index: int, plan: Plan, start_at_w
     clock = {"start": start, "measure_from": start + plan.warmup_s, "stop": start + plan.warmup_s + plan.duration_s}
     result.window_s = plan.duration_s
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-    phones = [Phone(first_index + i, token, plan, result) for i, token in enumerate(tokens)]
+    phones = [Phone(first_index + i, token, plan, result, clock) for i, token in enumerate(tokens)]
     connected = [phone for phone, ok in zip(phones, await asyncio.gather(*(p.connect(gate) for p in phones))) if ok]
     metering = asyncio.create_task(_meter_window(meter, clock, result)) if meter else None
     try:
@@ -179,6 +185,9 @@ async def _run_share(tokens: list[str], first_index: int, plan: Plan, start_at_w
         deadline = clock["stop"] + DRAIN_S
         while any(phone.outstanding for phone in connected) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        # Frames never acked count as infinitely late: an overloaded p99 must not look good.
+        for phone in connected:
+            result.latencies_ms.extend(math.inf for _, sent_at, _ in phone.outstanding if sent_at >= 0)
     finally:
         if metering is not None:
             await asyncio.gather(metering, return_exceptions=True)

@@ -41,6 +41,7 @@ class FleetResult:
             "acked pings/s": f"{self.acked_per_s:,.0f}",
             "sent": f"{self.sent_pings:,}",
             "acked": f"{self.acked_pings:,}",
+            "latency samples": f"{len(self.latencies_ms):,}",
             "p50 ms": f"{self.percentile_ms(0.50):.1f}",
             "p95 ms": f"{self.percentile_ms(0.95):.1f}",
             "p99 ms": f"{self.percentile_ms(0.99):.1f}",

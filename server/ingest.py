@@ -32,6 +32,13 @@ STORAGE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 REDIS_WRITE_TIMEOUT_S = 1.0
 
 
+def describe(error: BaseException) -> str:
+    """An error for a log line: its type and SQLSTATE, never its message (which may quote data)."""
+    original = getattr(error, "orig", None)
+    sqlstate = getattr(original, "sqlstate", None) or getattr(getattr(original, "__cause__", None), "sqlstate", None)
+    return type(error).__name__ + (f" sqlstate={sqlstate}" if sqlstate else "")
+
+
 class Item:
     """One ping on its way to storage, with the ledger waiting for it."""
 
@@ -148,14 +155,16 @@ class Ingest:
                 await connection.invalidate()
                 await connection.close()
             except STORAGE_ERRORS as error:
-                log.debug("closing a broken ingest connection: %r", error)
+                log.debug("closing a broken ingest connection: %s", describe(error))
 
     async def _flush(self, batch: list[Item]) -> None:
         started = time.perf_counter()
         try:
             moved = await history.store(connection=await self._connect(), rows=[item.row for item in batch])
         except STORAGE_ERRORS as error:
-            log.error("flush of %d pings failed, their streams are dropped for resend: %r", len(batch), error)
+            # Type and SQLSTATE only: driver messages can quote parameters, i.e. coordinates.
+            log.error("flush of %d pings failed (%s), their streams are dropped for resend",
+                      len(batch), describe(error))
             await self._disconnect()
             for ledger in {id(item.ledger): item.ledger for item in batch}.values():
                 ledger.fail()
@@ -179,7 +188,7 @@ class Ingest:
                 await hotstate.write(redis=self._redis, fixes=moved)
         except (RedisError, OSError, TimeoutError) as error:
             # PostgreSQL has them; `guardian rebuild-hot-state` (or the next start) restores Redis.
-            log.warning("hot state not updated for %d users: %r", len(moved), error)
+            log.warning("hot state not updated for %d users: %s", len(moved), describe(error))
 
     async def close(self) -> None:
         """Flush what is queued, then stop. Called after the sockets are closed."""

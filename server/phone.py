@@ -15,7 +15,7 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from server import auth, errors, history, wire
-from server.ingest import STORAGE_ERRORS
+from server.ingest import STORAGE_ERRORS, describe
 from server.intake import Intake
 from server.ledger import Ledger
 from server.services import Services
@@ -47,7 +47,7 @@ class PhoneSession:
                 acked_seq = await history.acked_seq(connection=connection, device_id=device.device_id)
                 last = await history.last_location(connection=connection, user_id=device.user_id)
         except STORAGE_ERRORS as error:
-            log.error("phone session cannot start, storage unavailable: %r", error)
+            log.error("phone session cannot start, storage unavailable: %s", describe(error))
             await self._ws.close(errors.CLOSE_UNAVAILABLE, "storage unavailable; retry later")
             return
         settings = self._services.settings
@@ -157,7 +157,7 @@ class PhoneSession:
         except (WebSocketDisconnect, RuntimeError, OSError) as error:
             # The phone went away mid-send; the reader sees the disconnect and ends the session.
             if self._ws.client_state != WebSocketState.DISCONNECTED:
-                log.debug("phone writer stopped: %r", error)
+                log.debug("phone writer stopped: %s", type(error).__name__)
 
 
 async def endpoint(websocket: WebSocket) -> None:

@@ -1,5 +1,6 @@
 """Real server processes for tests, and a phone client speaking the wire contract."""
 
+import asyncio
 import json
 import sys
 
@@ -38,8 +39,6 @@ async def connect_phone(server: ServerProcess, token: str, **options):
 
 
 async def receive(ws, timeout_s: float = 5.0) -> dict:
-    import asyncio
-
     async with asyncio.timeout(timeout_s):
         return json.loads(await ws.recv())
 

@@ -298,3 +298,25 @@ async def test_a_full_ingest_queue_holds_phones_back_and_loses_nothing(fresh_ser
         assert [row["seq"] for row in await stored_pings(engine, user_id)] == list(range(100))
     for ws in sockets:
         await ws.close()
+
+
+async def test_a_dead_phone_is_dropped_by_keepalive(fresh_server):
+    """A phone that completed the handshake and then went silent (no pong) is disconnected."""
+    import base64
+    import os
+
+    server = fresh_server(GUARDIAN_KEEPALIVE_INTERVAL_S="0.5", GUARDIAN_KEEPALIVE_TIMEOUT_S="0.5")
+    _, token = create_user(server)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /v1/phone HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    received = b""
+    async with asyncio.timeout(10):
+        while chunk := await reader.read(4096):  # never answers a ping; EOF means dropped
+            received += chunk
+    writer.close()
+    assert received.startswith(b"HTTP/1.1 101") and b"welcome" in received
