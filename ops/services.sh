@@ -51,11 +51,22 @@ if ! pg_isready -q -h 127.0.0.1 -p "$PGPORT"; then
   wait_for 30 PostgreSQL pg_isready -h 127.0.0.1 -p "$PGPORT"
 fi
 
-as_superuser -d postgres <<SQL
+db_ready() {  # the database exists, our role reaches it, and PostGIS is in it
+  PGPASSWORD=$DB_PASSWORD psql -X -q -h 127.0.0.1 -p "$PGPORT" -U "$DB_USER" -d "$1" -tAc \
+    "SELECT 1 FROM pg_extension WHERE extname = 'postgis'" 2>/dev/null | grep -q 1
+}
+missing_dbs=()
+for db in "$@"; do db_ready "$db" || missing_dbs+=("$db"); done
+if ((${#missing_dbs[@]})) && [[ $(id -u) -ne 0 && ! -f $state/pg/PG_VERSION ]]; then
+  echo "services: PostgreSQL on port $PGPORT is not ours and lacks: ${missing_dbs[*]}" >&2
+  echo "services: run 'make services' once as root, or stop that server to let this user run its own" >&2
+  exit 1
+fi
+((${#missing_dbs[@]})) && as_superuser -d postgres <<SQL
 SELECT format('CREATE ROLE %I LOGIN PASSWORD %L', '$DB_USER', '$DB_PASSWORD')
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$DB_USER')\gexec
 SQL
-for db in "$@"; do
+for db in "${missing_dbs[@]}"; do
   as_superuser -d postgres <<SQL
 SELECT format('CREATE DATABASE %I OWNER %I', '$db', '$DB_USER')
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$db')\gexec
