@@ -1,6 +1,7 @@
 """`python -m load ...`: the phone fleet, the baseline server and the standard benchmark."""
 
 import asyncio
+import json
 
 import typer
 
@@ -19,11 +20,13 @@ def phones(
     warmup: float = typer.Option(5.0, help="Seconds of streaming before measuring."),
     url: str = typer.Option("http://127.0.0.1:8000", help="The server."),
     procs: int = typer.Option(1, help="Load generator processes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result row as JSON."),
 ) -> None:
     """Stream pings from N phones and report acked pings per second and ack latency."""
     tokens = asyncio.run(fleet.create_users(url, phones))
     plan = fleet.Plan(url=url, rate_hz=rate_hz, batch=batch, duration_s=duration, warmup_s=warmup)
-    print(table([fleet.run(tokens, plan, procs=procs).row()]))
+    row = fleet.run(tokens, plan, procs=procs).row()
+    print(json.dumps(row) if as_json else table([row]))
 
 
 @cli.command("idle")

@@ -47,6 +47,26 @@ async def stream_until_closed(ws, pings: list[dict], acks: list[int], *, deadlin
         await asyncio.gather(collector, return_exceptions=True)
 
 
+async def stream_into_fault(server: ServerProcess, token: str, pings: list[dict], fault) -> tuple[object, list[int]]:
+    """Stream pings; once acks flow (plus half a second), inject `fault()`. Returns the socket and its acks."""
+    ws, _ = await connect_phone(server, token)
+    acks: list[int] = []
+
+    async def inject_once_acks_flow():
+        while not acks:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)
+        fault()
+
+    injector = asyncio.create_task(inject_once_acks_flow())
+    await stream_until_closed(ws, pings, acks, deadline_s=30)
+    async with asyncio.timeout(5):
+        await injector
+    assert acks, "the stream was acknowledged before the fault"
+    assert max(acks) < pings[-1]["seq"], "the fault landed mid-stream"
+    return ws, acks
+
+
 async def resend_from_welcome(server: ServerProcess, token: str, pings: list[dict]) -> int:
     """Reconnect as a phone would: drop what the welcome says is stored, resend the rest."""
     ws, welcome = await connect_phone(server, token)
@@ -63,22 +83,8 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_ping(fresh_server, engin
     server = fresh_server(GUARDIAN_RATE_PINGS_PER_S="100000", GUARDIAN_RATE_BURST_PINGS="100000")
     user_id, token = create_user(server)
     pings = walk(0, STREAM_PINGS, int(time.time() * 1000) - STREAM_PINGS * 100)
-    ws, _ = await connect_phone(server, token)
-    acks: list[int] = []
-
-    async def kill_once_acks_flow():
-        while not acks:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.5)
-        server.kill()
-
-    killer = asyncio.create_task(kill_once_acks_flow())
-    await stream_until_closed(ws, pings, acks, deadline_s=30)
-    async with asyncio.timeout(5):
-        await killer
-    assert acks, "the stream was acknowledged before the kill"
+    _, acks = await stream_into_fault(server, token, pings, server.kill)
     highest_ack = max(acks)
-    assert highest_ack < STREAM_PINGS - 1, "the kill landed mid-stream"
 
     stored = [row["seq"] for row in await stored_pings(engine, user_id)]
     assert set(range(highest_ack + 1)) <= set(stored), "every acknowledged ping survived"
@@ -99,19 +105,7 @@ async def test_lost_database_closes_the_stream_without_false_acks_and_the_resend
         )
         user_id, token = create_user(server)
         pings = walk(0, STREAM_PINGS, int(time.time() * 1000) - STREAM_PINGS * 100)
-        ws, _ = await connect_phone(server, token)
-        acks: list[int] = []
-
-        async def cut_once_acks_flow():
-            while not acks:
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.5)
-            proxy.cut()
-
-        cutter = asyncio.create_task(cut_once_acks_flow())
-        await stream_until_closed(ws, pings, acks, deadline_s=30)
-        async with asyncio.timeout(5):
-            await cutter
+        ws, acks = await stream_into_fault(server, token, pings, proxy.cut)
         assert ws.close_code == 1011, "the phone is told storage failed, so it resends"
         stored = {row["seq"] for row in await stored_pings(engine, user_id)}
         assert set(range(max(acks) + 1)) <= stored, "no ack for a ping that is not stored"

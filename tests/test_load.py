@@ -1,0 +1,34 @@
+"""The load tools work: a small fleet against the full server and against the baseline."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from load.processes import ServerProcess
+
+FLEET = ["--phones", "5", "--rate-hz", "5", "--duration", "2", "--warmup", "0.5"]
+
+
+def run_fleet(url: str, *extra: str) -> dict[str, str]:
+    out = subprocess.run([sys.executable, "-m", "load", "phones", *FLEET, *extra, "--url", url, "--json"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+@pytest.mark.parametrize("batch", ["1", "10"])
+def test_the_fleet_streams_into_the_full_server_without_errors(server, batch):
+    row = run_fleet(server.url, "--batch", batch)
+    assert row["phones"] == "5/5" and row["errors"] == "0"
+    assert int(row["acked"].replace(",", "")) > 0
+
+
+def test_the_fleet_streams_into_the_baseline(test_env):
+    baseline = ServerProcess([sys.executable, "-m", "load", "baseline"], test_env)
+    baseline.start()
+    try:
+        row = run_fleet(baseline.url)
+    finally:
+        baseline.stop()
+    assert row["phones"] == "5/5" and row["errors"] == "0" and int(row["acked"].replace(",", "")) > 0
