@@ -20,9 +20,9 @@ HTTP_STATUS = {
     "unavailable": 503,
 }
 
-# Websocket close codes (RFC 6455 section 7.4.1).
+# Websocket close codes (RFC 6455 section 7.4.1). 1009, a frame over the size limit, is
+# sent by the websocket layer itself (uvicorn's ws_max_size, set from max_frame_bytes).
 CLOSE_POLICY = 1008  # bad credentials, or a socket that keeps sending garbage
-CLOSE_TOO_BIG = 1009
 CLOSE_UNAVAILABLE = 1011  # storage failed: reconnect and resend from acked_seq
 
 

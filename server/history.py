@@ -170,15 +170,6 @@ async def last_location(*, connection: AsyncConnection, user_id: uuid.UUID) -> S
     return None if row is None else StoredFix(seq=-1, fix=_to_fix(row), received_at=row.received_at, suspect=None)
 
 
-async def last_locations_of(*, connection: AsyncConnection, user_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Fix]:
-    rows = await connection.execute(
-        sa.select(last_locations.c.user_id, *_fix_columns(last_locations)).where(
-            last_locations.c.user_id.in_(user_ids)
-        )
-    )
-    return {row.user_id: _to_fix(row) for row in rows}
-
-
 async def track(
     *, connection: AsyncConnection, user_id: uuid.UUID, since: datetime, until: datetime, limit: int
 ) -> list[StoredFix]:

@@ -55,16 +55,6 @@ async def write(*, redis: Redis, fixes: Sequence[tuple[uuid.UUID, Fix]]) -> None
     await redis.register_script(_WRITE_NEWER)(keys=script_keys, args=args)
 
 
-async def read(*, redis: Redis, user_id: uuid.UUID) -> dict | None:
-    """The hot copy of a user's last location: lat, lon, acc, ts; None when absent."""
-    found = await redis.hgetall(keys.last_location(user_id))
-    if not found:
-        return None
-    acc = found.get(b"acc", b"")
-    return {"lat": float(found[b"lat"]), "lon": float(found[b"lon"]), "acc": float(acc) if acc else None,
-            "ts": found[b"ts"].decode()}
-
-
 async def rebuild(*, redis: Redis, engine: AsyncEngine, chunk_rows: int = 5000) -> int:
     """Copy every last location from PostgreSQL into Redis; returns how many users."""
     count = 0
