@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field, field_validator
 
 from server import auth, history, track, wire
-from server.intake import Intake
+from server.intake import open_intake
 from server.ledger import Ledger
 from server.tables import devices, users
 
@@ -49,13 +49,11 @@ async def create_user(body: NewUser, request: Request) -> dict:
 async def post_pings(request: Request, device: Annotated[auth.Device, Depends(auth.current_device)]) -> dict:
     """A batch over HTTP, answered once every ping in it is committed or refused."""
     services = request.app.state.services
-    settings = services.settings
     body = await request.body()
-    if len(body) > settings.max_frame_bytes:
-        raise wire.FrameError("too_large", f"a request body holds at most {settings.max_frame_bytes} bytes")
+    limit = services.settings.max_frame_bytes
+    if len(body) > limit:
+        raise wire.FrameError("too_large", f"a request body holds at most {limit} bytes")
     raw_pings = wire.decode_batch(body)
-    async with services.engine.connect() as connection:
-        last = await history.last_location(connection=connection, user_id=device.user_id)
     settled = asyncio.Event()
 
     def check() -> None:
@@ -63,9 +61,8 @@ async def post_pings(request: Request, device: Annotated[auth.Device, Depends(au
             settled.set()
 
     ledger = Ledger(-1, check)
-    intake = Intake(device=device, previous=None if last is None else last.fix, ledger=ledger,
-                    limits=settings.limits, rate_limiter=services.rate_limiter,
-                    max_batch_pings=settings.max_batch_pings)
+    async with services.engine.connect() as connection:
+        intake = await open_intake(connection=connection, services=services, device=device, ledger=ledger)
     items, refusals = intake.take(raw_pings)
     if items:
         await services.ingest.submit(items)

@@ -15,9 +15,9 @@ from server.tables import last_locations, pings, point
 
 @dataclass(slots=True)
 class StoredFix:
-    """A stored fix read back, with server time and suspicion codes."""
+    """A stored fix read back, with server time and suspicion codes (no seq for a last location)."""
 
-    seq: int
+    seq: int | None
     fix: Fix
     received_at: datetime
     suspect: list[str] | None
@@ -167,7 +167,7 @@ async def last_location(*, connection: AsyncConnection, user_id: uuid.UUID) -> S
     row = (
         await connection.execute(sa.select(*_fix_columns(last_locations)).where(last_locations.c.user_id == user_id))
     ).first()
-    return None if row is None else StoredFix(seq=-1, fix=_to_fix(row), received_at=row.received_at, suspect=None)
+    return None if row is None else StoredFix(seq=None, fix=_to_fix(row), received_at=row.received_at, suspect=None)
 
 
 async def track(

@@ -38,10 +38,6 @@ return #KEYS - 1
 """ % GEO_MAX_LAT
 
 
-def _epoch_ms(fix: Fix) -> int:
-    return int((fix.ts - wire.EPOCH).total_seconds() * 1000)
-
-
 async def write(*, redis: Redis, fixes: Sequence[tuple[uuid.UUID, Fix]]) -> None:
     """Copy last locations to Redis where they are newer than what Redis holds."""
     if not fixes:
@@ -51,7 +47,7 @@ async def write(*, redis: Redis, fixes: Sequence[tuple[uuid.UUID, Fix]]) -> None
     for user_id, fix in fixes:
         script_keys.append(keys.last_location(user_id))
         args += [str(user_id), repr(fix.lon), repr(fix.lat), "" if fix.accuracy_m is None else repr(fix.accuracy_m),
-                 _epoch_ms(fix), wire.format_time(fix.ts)]
+                 wire.epoch_ms(fix.ts), wire.format_time(fix.ts)]
     await redis.register_script(_WRITE_NEWER)(keys=script_keys, args=args)
 
 

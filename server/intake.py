@@ -12,11 +12,14 @@ import msgspec
 
 from geo import rules
 from geo.fix import Fix
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from server import history, wire
 from server.auth import Device
 from server.ingest import Item
 from server.ledger import Ledger
 from server.ratelimit import RateLimiter
+from server.services import Services
 
 
 class Intake:
@@ -82,3 +85,17 @@ class Intake:
             received_at=now,
             suspect=[reason.code for reason in suspect] or None,
         )
+
+
+async def open_intake(*, connection: AsyncConnection, services: Services, device: Device, ledger: Ledger) -> Intake:
+    """The intake of one device, judging its next fixes against its last plausible one."""
+    last = await history.last_location(connection=connection, user_id=device.user_id)
+    settings = services.settings
+    return Intake(
+        device=device,
+        previous=None if last is None else last.fix,
+        ledger=ledger,
+        limits=settings.limits,
+        rate_limiter=services.rate_limiter,
+        max_batch_pings=settings.max_batch_pings,
+    )

@@ -16,7 +16,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from server import auth, errors, history, wire
 from server.ingest import STORAGE_ERRORS, describe
-from server.intake import Intake
+from server.intake import Intake, open_intake
 from server.ledger import Ledger
 from server.services import Services
 
@@ -45,22 +45,14 @@ class PhoneSession:
                 return
             async with self._services.engine.connect() as connection:
                 acked_seq = await history.acked_seq(connection=connection, device_id=device.device_id)
-                last = await history.last_location(connection=connection, user_id=device.user_id)
+                self.ledger = Ledger(acked_seq, self._kick)
+                intake = await open_intake(connection=connection, services=self._services, device=device,
+                                           ledger=self.ledger)
         except STORAGE_ERRORS as error:
             log.error("phone session cannot start, storage unavailable: %s", describe(error))
             await self._ws.close(errors.CLOSE_UNAVAILABLE, "storage unavailable; retry later")
             return
-        settings = self._services.settings
-        self.ledger = Ledger(acked_seq, self._kick)
         self._sent_ack = acked_seq
-        intake = Intake(
-            device=device,
-            previous=None if last is None else last.fix,
-            ledger=self.ledger,
-            limits=settings.limits,
-            rate_limiter=self._services.rate_limiter,
-            max_batch_pings=settings.max_batch_pings,
-        )
         await self._ws.send_text(
             wire.encode({"type": "welcome", "user_id": str(device.user_id), "acked_seq": acked_seq})
         )

@@ -193,6 +193,11 @@ def to_fix(ping: PingFields) -> Fix:
     )
 
 
+def epoch_ms(moment: datetime) -> int:
+    """The inverse of parse_time for an integer: epoch milliseconds of an aware datetime."""
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a Z, as the server always answers."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -74,3 +74,8 @@ def test_times_without_zone_or_out_of_range_are_refused(value):
 
 def test_server_times_are_rfc3339_utc():
     assert wire.format_time(datetime(2026, 11, 21, tzinfo=UTC)) == "2026-11-21T00:00:00Z"
+
+
+@pytest.mark.parametrize("value", [0, 1, 1_790_000_000_123, wire.MAX_EPOCH_MS])
+def test_epoch_ms_is_the_inverse_of_parse_time(value):
+    assert wire.epoch_ms(wire.parse_time(value)) == value
