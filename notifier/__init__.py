@@ -1,5 +1,5 @@
-"""Delivery channels behind one small interface (console hub, FCM, CAD webhook).
+"""Delivery channels: the in-process console hub, FCM push, the CAD webhook.
 
-Never imports `server` or SQLAlchemy (a test keeps it so). The channels arrive
-with the SOS work; this package holds the boundary until then.
+Each channel has its own timeout and fails on its own; none touches the
+database (the server's outbox decides what is due and records what was done).
 """

@@ -1,62 +1,84 @@
 """The app factory. Everything with I/O is built in the lifespan and torn down in reverse order."""
 
 import logging
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from server import api, db, errors, hotstate, phone
+from notifier.hub import Hub
+from server import alerts, api, console, db, desk, errors, hotstate, me, phone
 from server.config import Settings
+from server.fanout import Fanout
 from server.ingest import Ingest
 from server.ratelimit import RateLimiter
+from server.relay import Relay
 from server.services import Services
+from server.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
 
-def connect_redis(settings: Settings) -> Redis:
-    return Redis.from_url(settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+def connect_redis(settings: Settings, *, read_timeout_s: float | None = 2.0) -> Redis:
+    return Redis.from_url(settings.redis_url, socket_timeout=read_timeout_s, socket_connect_timeout=2.0,
+                          health_check_interval=10 if read_timeout_s is None else 0)
 
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        engine = db.create_engine(settings)
-        redis = connect_redis(settings)
-        try:
+        async with AsyncExitStack() as stack:
+            engine = db.create_engine(settings)
+            stack.push_async_callback(engine.dispose)
+            redis = connect_redis(settings)
+            stack.push_async_callback(redis.aclose)
+            subscriber = connect_redis(settings, read_timeout_s=None)
+            stack.push_async_callback(subscriber.aclose)
             # A missing service stops the start: serving without the system of record would lie.
             await hotstate.ensure(redis=redis, engine=engine)
+            fanout = Fanout(redis=redis, subscriber=subscriber, hub=Hub())
+            async with engine.connect() as connection:
+                fanout.watch(await alerts.unfinished_by_user(connection=connection))
+            fanout.start()
+            stack.push_async_callback(fanout.close)
+            relay = Relay(engine=engine, redis=redis, settings=settings, fanout=fanout)
+            relay.start()
+            stack.push_async_callback(relay.close)
+            sweeper = Sweeper(engine=engine, settings=settings, relay=relay, fanout=fanout)
+            sweeper.start()
+            stack.push_async_callback(sweeper.close)
             ingest = Ingest(
                 engine=engine,
                 redis=redis,
                 flush_max_rows=settings.flush_max_rows,
                 flush_interval_ms=settings.flush_interval_ms,
                 queue_rows=settings.ingest_queue_rows,
+                on_moved=fanout.relay_locations,
             )
             ingest.start()
+            stack.push_async_callback(ingest.close)
             app.state.services = Services(
                 settings=settings,
                 engine=engine,
                 redis=redis,
                 ingest=ingest,
                 rate_limiter=RateLimiter(rate_per_s=settings.rate_pings_per_s, burst=settings.rate_burst_pings),
+                fanout=fanout,
+                relay=relay,
             )
-            try:
-                yield
-            finally:
-                await ingest.close()
-        finally:
-            await redis.aclose()
-            await engine.dispose()
+            yield
 
     app = FastAPI(title="Guardian", version="1", lifespan=lifespan)
     errors.install(app)
-    app.include_router(api.router)
+    for router in (api.router, me.router, desk.router):
+        app.include_router(router)
     app.add_api_websocket_route("/v1/phone", phone.endpoint)
+    app.add_api_websocket_route("/v1/console", console.endpoint)
 
     @app.get("/healthz")
     async def healthz() -> dict:
-        return {"status": "ok", "ingest_queued_rows": app.state.services.ingest.queued_rows}
+        services = app.state.services
+        return {"status": "ok", "ingest_queued_rows": services.ingest.queued_rows,
+                "consoles": services.fanout.hub.console_count}
 
     return app

@@ -1,8 +1,10 @@
-"""The operator's CLI: `guardian serve`, `guardian db upgrade`, `guardian rebuild-hot-state`."""
+"""The operator's CLI: serve, db upgrade, rebuild-hot-state, jurisdictions, dispatcher, audit."""
 
 import asyncio
 import gc
+import json
 import logging
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import typer
@@ -13,6 +15,10 @@ from server.config import Settings
 cli = typer.Typer(help="Guardian operator commands.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
+jurisdictions_cli = typer.Typer(help="Precincts and police stations.", no_args_is_help=True)
+cli.add_typer(jurisdictions_cli, name="jurisdictions")
+dispatcher_cli = typer.Typer(help="Dispatchers, the command centre and officers.", no_args_is_help=True)
+cli.add_typer(dispatcher_cli, name="dispatcher")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -90,3 +96,114 @@ def rebuild_hot_state() -> None:
 
 def main() -> None:
     cli()
+
+
+@asynccontextmanager
+async def _engine():
+    from server import db
+
+    engine = db.create_engine(Settings(), pool_size=1)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def _import(document: dict) -> int:
+    from geo.jurisdictions import parse_geojson
+    from server import jurisdictions
+
+    try:
+        parsed = parse_geojson(document)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+    async def run() -> None:
+        async with _engine() as engine, engine.begin() as connection:
+            await jurisdictions.replace_all(connection=connection, jurisdictions=parsed)
+
+    asyncio.run(run())
+    return len(parsed.precincts)
+
+
+@jurisdictions_cli.command("import")
+def jurisdictions_import(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A GeoJSON file.")) -> None:
+    """Load precincts (kind=precinct polygons) and stations (kind=station points) from GeoJSON."""
+    try:
+        document = json.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise typer.BadParameter(f"{file}: not JSON ({error})") from None
+    typer.echo(f"imported {_import(document)} precincts from {file}")
+
+
+@jurisdictions_cli.command("demo")
+def jurisdictions_demo(export: Path = typer.Option(None, help="Write the GeoJSON here instead of importing it.")) -> None:
+    """Taipei City's police precincts (Voronoi cells of the stations, clipped to the city)."""
+    from geo.jurisdictions import to_geojson
+    from geo.taipei import taipei_precincts
+
+    document = to_geojson(taipei_precincts())
+    if export is not None:
+        export.write_text(json.dumps(document))
+        typer.echo(f"wrote {export}")
+        return
+    typer.echo(f"imported {_import(document)} Taipei precincts")
+
+
+@dispatcher_cli.command("add")
+def dispatcher_add(
+    username: str = typer.Option(...),
+    password_file: Path = typer.Option(..., exists=True, dir_okay=False, help="The password, on its first line."),
+    precinct: str = typer.Option(None, help="The precinct this dispatcher (or officer) serves."),
+    all_precincts: bool = typer.Option(False, "--all-precincts", help="The command centre: every precinct."),
+    officer: bool = typer.Option(False, "--officer", help="A patrol officer's phone, not a console."),
+) -> None:
+    """Create a dispatcher (--precinct), the command centre (--all-precincts) or an officer (--officer --precinct)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from server import staff
+
+    if all_precincts == (precinct is not None):
+        raise typer.BadParameter("give exactly one of --precinct and --all-precincts")
+    role = "officer" if officer else "command" if all_precincts else "dispatcher"
+    password = password_file.read_text().splitlines()[0] if password_file.read_text() else ""
+
+    async def run():
+        async with _engine() as engine, engine.begin() as connection:
+            return await staff.add(connection=connection, username=username, password=password, role=role,
+                                   precinct_id=precinct)
+
+    try:
+        staff_id = asyncio.run(run())
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    except IntegrityError:
+        raise typer.BadParameter(f"username {username!r} is taken, or precinct {precinct!r} does not exist") from None
+    typer.echo(f"added {role} {username} ({staff_id})")
+
+
+@cli.command("audit")
+def audit(
+    alert: str = typer.Option(None, help="Only reads of this alert."),
+    username: str = typer.Option(None, help="Only reads by this staff member."),
+    limit: int = typer.Option(100, min=1, max=100_000),
+) -> None:
+    """Who was shown which user's location, for which alert, and when (newest first)."""
+    import sqlalchemy as sa
+
+    from server.tables import audit_reads, staff
+
+    query = (sa.select(audit_reads.c.read_at, staff.c.username, audit_reads.c.alert_id, audit_reads.c.user_id,
+                       audit_reads.c.context)
+             .select_from(audit_reads.join(staff)).order_by(audit_reads.c.read_at.desc()).limit(limit))
+    if alert:
+        query = query.where(sa.cast(audit_reads.c.alert_id, sa.Text) == alert)
+    if username:
+        query = query.where(staff.c.username == username)
+
+    async def run():
+        async with _engine() as engine, engine.connect() as connection:
+            return (await connection.execute(query)).all()
+
+    for row in asyncio.run(run()):
+        typer.echo(f"{row.read_at.isoformat()}\t{row.username}\t{row.alert_id}\t{row.user_id}\t{row.context}")

@@ -37,6 +37,36 @@ class Settings(BaseSettings):
     # A socket that sends this many refused frames in a row is closed with 1008.
     max_consecutive_errors: int = 50
 
+    # Consoles and alerts.
+    console_session_ttl_s: float = 12 * 3600.0
+    console_queue_frames: int = 1000
+    alert_track_points: int = 200
+    # While an alert is open the phone is asked to report this often.
+    sos_report_interval_s: float = 1.0
+    # Not acknowledged after escalate_after_s: re-sent and escalated; again every escalate_again_after_s.
+    escalate_after_s: float = 60.0
+    escalate_again_after_s: float = 120.0
+    sweep_interval_s: float = 1.0
+    outbox_lease_s: float = 30.0
+    pin_max_failures: int = 5
+    pin_lockout_s: float = 300.0
+    tile_url: str | None = None  # optional basemap tiles for the console; the outlines need none
+
+    # Push (FCM through firebase-admin). Off unless a project is configured.
+    fcm_project_id: str = ""
+    fcm_credentials_file: str | None = None
+    fcm_endpoint: str | None = None  # an FCM v1 compatible server instead of Google's (tests)
+    fcm_access_token: str | None = None  # only with fcm_endpoint
+    fcm_timeout_s: float = 5.0
+    officer_radius_m: float = 3000.0
+
+    # The CAD webhook (NENA EIDO JSON), signed with HMAC-SHA256.
+    cad_endpoints: list[str] = []
+    cad_secret: str = ""
+    cad_timeout_s: float = 5.0
+    cad_agency_id: str = "police.guardian.invalid"
+    issuing_element: str = "guardian.invalid"
+
     max_speed_mps: float = 85.0
     max_future_s: float = 300.0
     max_fix_age_s: float = 7 * 86_400.0
@@ -48,6 +78,10 @@ class Settings(BaseSettings):
             if self.environment == "production":
                 raise ValueError("GUARDIAN_DATABASE_URL must be set in production")
             self.database_url = DEV_DATABASE_URL
+        if self.cad_endpoints and len(self.cad_secret) < 16:
+            raise ValueError("GUARDIAN_CAD_SECRET (16 characters or more) must be set with GUARDIAN_CAD_ENDPOINTS")
+        if self.fcm_access_token and not self.fcm_endpoint:
+            raise ValueError("GUARDIAN_FCM_ACCESS_TOKEN is only for GUARDIAN_FCM_ENDPOINT")
         if not self.console_origins:
             self.console_origins = [f"http://{self.host}:{self.port}"]
         return self

@@ -59,8 +59,11 @@ class Ingest:
         flush_max_rows: int,
         flush_interval_ms: float,
         queue_rows: int,
+        on_moved=None,
     ):
+        """`on_moved`: awaited after each flush with the users whose last location moved."""
         self._engine = engine
+        self._on_moved = on_moved
         self._redis = redis
         self._max_rows = flush_max_rows
         self._interval_s = flush_interval_ms / 1000
@@ -179,6 +182,8 @@ class Ingest:
         self.flush_count += 1
         self.commit_s += time.perf_counter() - started
         await self._copy_to_redis(moved)
+        if moved and self._on_moved is not None:
+            await self._on_moved(moved)
 
     async def _copy_to_redis(self, moved: list) -> None:
         if not moved:

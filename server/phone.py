@@ -14,7 +14,9 @@ from collections import deque
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from server import auth, errors, history, wire
+from notifier.hub import Event
+from server import alerts, auth, errors, history, wire
+from server.alertview import UNFINISHED
 from server.ingest import STORAGE_ERRORS, describe
 from server.intake import Intake, open_intake
 from server.ledger import Ledger
@@ -35,6 +37,10 @@ class PhoneSession:
         self._sent_ack = -1
         self._closing = False
         self.ledger: Ledger | None = None
+        self._device: auth.Device | None = None
+        # alert id → the status this phone was last told, and whether it was told to report fast.
+        self._told: dict[str, str] = {}
+        self._fast: set[str] = set()
 
     async def run(self) -> None:
         await self._ws.accept()
@@ -53,12 +59,19 @@ class PhoneSession:
             await self._ws.close(errors.CLOSE_UNAVAILABLE, "storage unavailable; retry later")
             return
         self._sent_ack = acked_seq
+        self._device = device
         await self._ws.send_text(
             wire.encode({"type": "welcome", "user_id": str(device.user_id), "acked_seq": acked_seq})
         )
+        hub = self._services.fanout.hub
+        hub.add_phone(str(device.user_id), self._on_event)
+        watched = self._services.fanout.watched.get(str(device.user_id))
+        if watched is not None:
+            self._report_fast(watched[0])
         try:
             await self._read(intake)
         finally:
+            hub.remove_phone(str(device.user_id), self._on_event)
             self._closing = True
             if self._writer is not None and not self._writer.done():
                 self._writer.cancel()
@@ -93,7 +106,12 @@ class PhoneSession:
             if message["type"] == "websocket.disconnect":
                 return
             try:
-                items = self._handle(intake, message)
+                frame = self._decode(message)
+                if isinstance(frame, wire.Sos | wire.SosCancel):
+                    await self._alert_frame(frame)
+                    consecutive_errors = 0
+                    continue
+                items = self._take(intake, frame)
             except wire.FrameError as refusal:
                 self._send(wire.encode(refusal.frame()))
                 consecutive_errors += 1
@@ -105,11 +123,14 @@ class PhoneSession:
             if items:
                 await ingest.submit(items)
 
-    def _handle(self, intake: Intake, message: dict) -> list:
+    @staticmethod
+    def _decode(message: dict):
         text = message.get("text")
         if text is None:
             raise wire.FrameError("bad_json", "frames must be JSON text, not binary")
-        frame = wire.decode_frame(text)
+        return wire.decode_frame(text)
+
+    def _take(self, intake: Intake, frame) -> list:
         if isinstance(frame, wire.Ping):
             items, refusals = intake.take((frame,))
         elif isinstance(frame, wire.Batch):
@@ -119,6 +140,62 @@ class PhoneSession:
         for refusal in refusals:
             self._send(wire.encode(refusal.frame()))
         return items
+
+    async def _alert_frame(self, frame: wire.Sos | wire.SosCancel) -> None:
+        """An SOS or a cancel: its own transaction, not queued behind the pings (DESIGN rule 3).
+
+        Raises FrameError for a refusal; a storage failure is answered `unavailable`, never
+        with a false `sos_ack`, and the phone retries with the same sos_id."""
+        services = self._services
+        try:
+            if isinstance(frame, wire.Sos):
+                raised = await alerts.raise_alert(engine=services.engine, settings=services.settings,
+                                                  device=self._device, sos=frame)
+            else:
+                alert_id = await alerts.cancel(engine=services.engine, settings=services.settings,
+                                               user_id=self._device.user_id, alert_id=frame.alert_id, pin=frame.pin)
+        except STORAGE_ERRORS as error:
+            log.error("SOS frame not committed, storage unavailable: %s", describe(error))
+            refusal = {"type": "error", "code": "unavailable", "message": "not stored; retry with the same frame"}
+            if isinstance(frame, wire.Sos):
+                refusal["sos_id"] = frame.sos_id
+            self._send(wire.encode(refusal))
+            return
+        services.relay.kick()
+        if isinstance(frame, wire.Sos):
+            self._told[str(raised.alert_id)] = raised.phone_status
+            self._send(wire.encode(raised.frame()))
+            if raised.phone_status in UNFINISHED:
+                self._report_fast(str(raised.alert_id))
+        else:
+            self._told[str(alert_id)] = "cancelled"
+            self._send(wire.encode({"type": "alert_status", "alert_id": str(alert_id), "status": "cancelled"}))
+
+    def _report_fast(self, alert_id: str) -> None:
+        if alert_id not in self._fast:
+            self._fast.add(alert_id)
+            self._send(wire.encode({"type": "report_interval", "interval_s": self._services.settings.sos_report_interval_s,
+                                    "alert_id": alert_id}))
+
+    def _on_event(self, event: Event) -> None:
+        """What the dispatchers did to this user's alert (from the hub)."""
+        if event.type == "alert_location" or self._closing:
+            return
+        alert = event.frame["alert"]
+        status = event.phone_status
+        if status is not None and self._told.get(event.alert_id) != status:
+            self._told[event.alert_id] = status
+            frame = {"type": "alert_status", "alert_id": event.alert_id, "status": status}
+            by = alert.get("resolved_by") if status == "resolved" else alert.get("acknowledged_by")
+            if by and status in ("acknowledged", "resolved"):
+                frame["by"] = by
+            self._send(wire.encode(frame))
+        if alert["status"] in UNFINISHED:
+            self._report_fast(event.alert_id)
+        elif event.alert_id in self._fast:
+            # The alert is over for the dispatchers (after a duress cancel, only now).
+            self._fast.discard(event.alert_id)
+            self._send(wire.encode({"type": "report_interval", "interval_s": None, "alert_id": event.alert_id}))
 
     def _send(self, text: str) -> None:
         self._outbox.append(text)

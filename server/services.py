@@ -6,8 +6,10 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.config import Settings
+from server.fanout import Fanout
 from server.ingest import Ingest
 from server.ratelimit import RateLimiter
+from server.relay import Relay
 
 
 @dataclass(slots=True)
@@ -17,3 +19,5 @@ class Services:
     redis: Redis
     ingest: Ingest
     rate_limiter: RateLimiter
+    fanout: Fanout
+    relay: Relay

@@ -74,3 +74,157 @@ last_locations = sa.Table(
 def point(lat, lon):
     """The one way (lat, lon) becomes a PostGIS point: SRID 4326, x = longitude."""
     return sa.func.ST_SetSRID(sa.func.ST_MakePoint(lon, lat), 4326)
+
+
+# --- Jurisdictions, staff and alerts (issue 3) ---
+
+AREA = Geometry("MULTIPOLYGON", srid=4326, spatial_index=False)
+
+precincts = sa.Table(
+    "precincts",
+    metadata,
+    sa.Column("precinct_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("area", AREA, nullable=False),
+    sa.Index("precincts_area_gist", "area", postgresql_using="gist"),
+)
+
+stations = sa.Table(
+    "stations",
+    metadata,
+    sa.Column("station_id", sa.Text, primary_key=True),
+    sa.Column("precinct_id", sa.Text, sa.ForeignKey("precincts.precinct_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("location", POINT, nullable=False),
+    sa.Index("stations_location_gist", "location", postgresql_using="gist"),
+)
+
+# Dispatchers (one precinct), the command centre (every precinct) and officers (phones of
+# patrol officers: they report a position and an FCM token, and never open the console).
+staff = sa.Table(
+    "staff",
+    metadata,
+    sa.Column("staff_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("username", sa.Text, nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("precinct_id", sa.Text, sa.ForeignKey("precincts.precinct_id")),
+    sa.Column("fcm_token", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("role IN ('dispatcher', 'command', 'officer')", name="staff_role"),
+    sa.CheckConstraint("(role = 'command') = (precinct_id IS NULL)", name="staff_precinct"),
+)
+
+staff_sessions = sa.Table(
+    "staff_sessions",
+    metadata,
+    sa.Column("token_sha256", sa.LargeBinary(32), primary_key=True),
+    sa.Column("staff_id", pg.UUID(as_uuid=True), sa.ForeignKey("staff.staff_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# The user's PINs (argon2 hashes) and the count of wrong PINs since the last right one.
+pins = sa.Table(
+    "pins",
+    metadata,
+    sa.Column("user_id", pg.UUID(as_uuid=True), sa.ForeignKey("users.user_id"), primary_key=True),
+    sa.Column("pin_hash", sa.Text, nullable=False),
+    sa.Column("duress_pin_hash", sa.Text, nullable=False),
+    sa.Column("failed_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", sa.DateTime(timezone=True)),
+)
+
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("user_id", pg.UUID(as_uuid=True), sa.ForeignKey("users.user_id"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("phone", sa.Text, nullable=False),
+)
+
+push_tokens = sa.Table(
+    "push_tokens",
+    metadata,
+    sa.Column("device_id", pg.UUID(as_uuid=True), sa.ForeignKey("devices.device_id"), primary_key=True),
+    sa.Column("fcm_token", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("alert_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("sos_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("user_id", pg.UUID(as_uuid=True), sa.ForeignKey("users.user_id"), nullable=False),
+    # What dispatchers see (open, acknowledged, resolved, cancelled) and what the phone was told:
+    # they differ after a duress cancel, when the phone hears `cancelled` and the alert goes on.
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("phone_status", sa.Text, nullable=False),
+    sa.Column("duress", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("location", Geometry("POINT", srid=4326, spatial_index=False, nullable=True)),
+    sa.Column("accuracy_m", sa.Float),
+    sa.Column("fix_ts", sa.DateTime(timezone=True)),
+    # fix (from the SOS), suspect (from the SOS, annotated), last_known, unknown
+    sa.Column("quality", sa.Text, nullable=False),
+    sa.Column("suspect", pg.ARRAY(sa.Text)),
+    sa.Column("precinct_id", sa.Text, sa.ForeignKey("precincts.precinct_id")),
+    sa.Column("out_of_area", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Precincts whose dispatchers see it: its own, then its neighbours once escalated.
+    sa.Column("visible_precincts", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("trip", pg.JSONB),
+    sa.Column("escalation_level", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_escalation_at", sa.DateTime(timezone=True)),
+    sa.Column("acknowledged_by", sa.Text),
+    sa.Column("resolved_by", sa.Text),
+    sa.Column("outcome", sa.Text),
+    sa.UniqueConstraint("user_id", "sos_id", name="alerts_user_sos"),
+    sa.Index("alerts_unfinished", "status", postgresql_where=sa.text("status IN ('open', 'acknowledged')")),
+    sa.Index("alerts_escalation_due", "next_escalation_at",
+             postgresql_where=sa.text("status = 'open' AND next_escalation_at IS NOT NULL")),
+)
+
+alert_notes = sa.Table(
+    "alert_notes",
+    metadata,
+    sa.Column("note_id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("alert_id", pg.UUID(as_uuid=True), sa.ForeignKey("alerts.alert_id"), nullable=False, index=True),
+    sa.Column("author", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+# Transactional outbox: a row per event and channel, written in the alert's own transaction
+# (persist, then notify). Workers lease due rows, deliver, and mark them done; a lease that
+# runs out (a crash) makes the row due again.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("event_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("alert_id", pg.UUID(as_uuid=True), sa.ForeignKey("alerts.alert_id"), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # opened, updated, escalated
+    sa.Column("channel", sa.Text, nullable=False),  # console, push, cad
+    sa.Column("target", sa.Text),  # the CAD endpoint
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("done_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("event_id", "channel", "target", name="outbox_event_channel", postgresql_nulls_not_distinct=True),
+    sa.Index("outbox_due", "channel", "due_at", postgresql_where=sa.text("done_at IS NULL")),
+)
+
+audit_reads = sa.Table(
+    "audit_reads",
+    metadata,
+    sa.Column("audit_id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("staff_id", pg.UUID(as_uuid=True), sa.ForeignKey("staff.staff_id"), nullable=False),
+    sa.Column("alert_id", pg.UUID(as_uuid=True), sa.ForeignKey("alerts.alert_id"), nullable=False),
+    sa.Column("user_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("read_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("context", sa.Text, nullable=False),  # snapshot, live
+    sa.Index("audit_reads_read_at", "read_at"),
+)

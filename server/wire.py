@@ -4,6 +4,7 @@ Decoding is one msgspec pass on the happy path; only a frame that fails is
 decoded a second time, generically, to say which field and which seq were wrong.
 """
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -50,11 +51,34 @@ class HttpBatch(msgspec.Struct):
     pings: list[msgspec.Raw]
 
 
-PhoneFrame = Ping | Batch | Hello
+class SosFields(msgspec.Struct):
+    """An SOS without its `type` (the body of `POST /v1/sos`). Only `sos_id` is required:
+    a fix that is missing, or fails a rule, falls back to the last known location."""
+
+    sos_id: str
+    ts: int | str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    acc: float | None = None
+    note: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+
+
+class Sos(SosFields, tag="sos", tag_field="type"):
+    pass
+
+
+class SosCancel(msgspec.Struct, tag="sos_cancel", tag_field="type"):
+    alert_id: str
+    pin: str
+
+
+PhoneFrame = Ping | Batch | Hello | Sos | SosCancel
+PHONE_FRAME_TYPES = {"ping", "batch", "hello", "sos", "sos_cancel"}
 
 _frame_decoder = msgspec.json.Decoder(PhoneFrame)
 _ping_decoder = msgspec.json.Decoder(PingFields)
 _http_batch_decoder = msgspec.json.Decoder(HttpBatch | list[msgspec.Raw])
+_sos_decoder = msgspec.json.Decoder(SosFields)
 _encoder = msgspec.json.Encoder()
 
 
@@ -108,14 +132,47 @@ def _seq_of(raw: bytes | str) -> int | None:
     return seq if type(seq) is int and seq >= 0 else None
 
 
-def decode_frame(raw: bytes | str) -> Ping | Batch | Hello:
-    """Parse one phone frame. Raises FrameError with the contract's code."""
+def decode_frame(raw: bytes | str) -> Ping | Batch | Hello | Sos | SosCancel:
+    """Parse one phone frame. Raises FrameError with the contract's code.
+
+    An SOS is never refused for a bad fix (DESIGN rule 3): one whose fields are wrong,
+    or that carries JSON's NaN or Infinity, is salvaged with what can be read.
+    """
     try:
         return _frame_decoder.decode(raw)
     except msgspec.ValidationError as error:  # a subclass of DecodeError: catch it first
-        raise _diagnose(raw, error) from None
+        refusal = _diagnose(raw, error)
     except msgspec.DecodeError as error:
-        raise FrameError("bad_json", f"not valid JSON: {error}") from None
+        refusal = FrameError("bad_json", f"not valid JSON: {error}")
+    sos = salvage_sos(raw)
+    if sos is not None:
+        return sos
+    raise refusal
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def salvage_sos(raw: bytes | str) -> Sos | None:
+    """An SOS frame read leniently: unreadable fix fields become None (NaN stays NaN, for
+    the rules to annotate). None when it is no SOS or has no usable `sos_id`."""
+    try:
+        body = json.loads(raw)  # the standard library reads NaN and Infinity
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict) or body.get("type") != "sos" or not isinstance(body.get("sos_id"), str):
+        return None
+    ts = body.get("ts")
+    note = body.get("note")
+    return Sos(
+        sos_id=body["sos_id"],
+        ts=ts if isinstance(ts, str) or (type(ts) is int) else None,
+        lat=_number(body.get("lat")),
+        lon=_number(body.get("lon")),
+        acc=_number(body.get("acc")),
+        note=note[:1000] if isinstance(note, str) else None,
+    )
 
 
 def _generic(raw: bytes | str) -> object:
@@ -133,7 +190,7 @@ def _diagnose(raw: bytes | str, error: msgspec.ValidationError) -> FrameError:
     if not isinstance(body, dict):
         return FrameError("invalid_field", "a frame must be a JSON object")
     kind = body.get("type")
-    if not isinstance(kind, str) or kind not in {"ping", "batch", "hello"}:
+    if not isinstance(kind, str) or kind not in PHONE_FRAME_TYPES:
         return FrameError("unknown_type", f"unknown frame type {kind!r}", field="type")
     if kind == "batch" and isinstance(body.get("pings"), list):
         # Only the list's own shape can fail here: its items are decoded later.
@@ -162,6 +219,24 @@ def decode_ping(raw: bytes | str) -> PingFields:
         raise FrameError("invalid_field", str(error), field=_field_of(error), seq=_seq_of(raw)) from None
     except msgspec.DecodeError as error:
         raise FrameError("bad_json", f"not valid JSON: {error}") from None
+
+
+def decode_sos(raw: bytes | str) -> SosFields:
+    """The body of `POST /v1/sos` (an SOS without `type`), salvaged like a frame. Raises FrameError."""
+    try:
+        return _sos_decoder.decode(raw)
+    except msgspec.DecodeError as error:
+        refusal = (FrameError("invalid_field", str(error), field=_field_of(error))
+                   if isinstance(error, msgspec.ValidationError) else
+                   FrameError("bad_json", f"not valid JSON: {error}"))
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = None
+    sos = salvage_sos(json.dumps({**body, "type": "sos"})) if isinstance(body, dict) else None
+    if sos is None:
+        raise refusal
+    return sos
 
 
 def parse_time(value: int | str, *, field: str = "ts", seq: int | None = None) -> datetime:

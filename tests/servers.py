@@ -80,3 +80,62 @@ async def last_location_row(engine, user_id: str) -> dict | None:
             )
         ).first()
         return None if row is None else dict(row._mapping)
+
+
+PASSWORD = "correct horse battery staple"
+TAIPEI_101 = (25.0339, 121.5645)
+
+
+async def add_staff(engine, username: str, *, role: str = "dispatcher", precinct: str | None = "xinyi") -> None:
+    """An account made the way `guardian dispatcher add` makes it."""
+    from server import staff
+
+    async with engine.begin() as connection:
+        await staff.add(connection=connection, username=username, password=PASSWORD, role=role,
+                        precinct_id=None if role == "command" else precinct)
+
+
+def login(server: ServerProcess, username: str, password: str = PASSWORD) -> str:
+    response = httpx.post(f"{server.url}/v1/console/login", json={"username": username, "password": password},
+                          timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()["token"]
+
+
+async def connect_console(server: ServerProcess, token: str, origin: str | None = None):
+    """A console socket and its snapshot frame."""
+    ws = await websockets.connect(f"{server.ws_url}/v1/console", additional_headers=bearer(token),
+                                  origin=origin or server.url)
+    snapshot = await receive(ws)
+    assert snapshot["type"] == "snapshot", snapshot
+    return ws, snapshot
+
+
+async def until_type(ws, kind: str, timeout_s: float = 5.0, **match) -> dict:
+    """The next frame of this type (and these field values), skipping others."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame["type"] == kind and all(frame.get(key) == value for key, value in match.items()):
+                return frame
+
+
+async def quiet(ws, seconds: float) -> list[dict]:
+    """Every frame that arrives within `seconds`."""
+    frames = []
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                frames.append(json.loads(await ws.recv()))
+    except TimeoutError:
+        return frames
+
+
+def sos_frame(sos_id: str | None = None, *, at: tuple[float, float] | None = TAIPEI_101, **fields) -> dict:
+    import time
+    import uuid
+
+    frame = {"type": "sos", "sos_id": sos_id or str(uuid.uuid4()), **fields}
+    if at is not None:
+        frame.update(lat=at[0], lon=at[1], acc=8.0, ts=int(time.time() * 1000))
+    return frame

@@ -1,0 +1,111 @@
+"""In-process fan-out of live events to consoles and phones, with bounded mailboxes.
+
+The hub never waits on a subscriber: an event is offered to each mailbox, and a
+mailbox that is full marks its owner as too slow to keep (the owner disconnects
+it). Events that arrive twice (the outbox is at-least-once across processes) are
+recognised by their id and delivered once.
+"""
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A live message. `event_id` is None for events that are never repeated (locations)."""
+
+    type: str  # alert_opened, alert_updated, alert_location
+    alert_id: str
+    user_id: str
+    precincts: tuple[str, ...]  # who may see it, besides the command centre
+    frame: dict  # what a console receives
+    event_id: str | None = None
+    phone_status: str | None = None
+
+
+class Mailbox:
+    """A bounded queue of frames for one console; `overflowed` once an offer found it full."""
+
+    def __init__(self, capacity: int):
+        self._queue: asyncio.Queue = asyncio.Queue(capacity)
+        self.overflowed = asyncio.Event()
+
+    def offer(self, item) -> bool:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+            return False
+        return True
+
+    async def get(self):
+        return await self._queue.get()
+
+
+@dataclass(eq=False)
+class ConsoleSubscriber:
+    """One connected console: which precincts it sees, and its mailbox."""
+
+    all_precincts: bool
+    precinct_id: str | None
+    mailbox: Mailbox
+    # Alerts this console has been given (its sender audits each before sending): it gets their moves.
+    known_alerts: set[str] = field(default_factory=set)
+
+    def sees(self, precincts: tuple[str, ...]) -> bool:
+        return self.all_precincts or self.precinct_id in precincts
+
+
+class Hub:
+    def __init__(self, *, remembered_events: int = 10_000):
+        self._consoles: set[ConsoleSubscriber] = set()
+        self._phones: dict[str, set[Callable[[Event], None]]] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._remembered = remembered_events
+
+    def add_console(self, console: ConsoleSubscriber) -> None:
+        self._consoles.add(console)
+
+    def remove_console(self, console: ConsoleSubscriber) -> None:
+        self._consoles.discard(console)
+
+    def add_phone(self, user_id: str, deliver: Callable[[Event], None]) -> None:
+        self._phones.setdefault(user_id, set()).add(deliver)
+
+    def remove_phone(self, user_id: str, deliver: Callable[[Event], None]) -> None:
+        callbacks = self._phones.get(user_id)
+        if callbacks is not None:
+            callbacks.discard(deliver)
+            if not callbacks:
+                del self._phones[user_id]
+
+    @property
+    def console_count(self) -> int:
+        return len(self._consoles)
+
+    def publish(self, event: Event) -> bool:
+        """Offer the event to every console that may see it and every phone of its user.
+
+        Returns False when the event was already delivered (a repeat of its id).
+        """
+        if event.event_id is not None:
+            if event.event_id in self._seen:
+                return False
+            self._seen[event.event_id] = None
+            if len(self._seen) > self._remembered:
+                self._seen.popitem(last=False)
+        for console in self._consoles:
+            if not console.sees(event.precincts):
+                continue
+            if event.type == "alert_location":
+                if event.alert_id not in console.known_alerts:
+                    continue
+            else:
+                # Its frame carries the alert (and location), which the console audits before sending.
+                console.known_alerts.add(event.alert_id)
+            console.mailbox.offer(event)
+        for deliver in self._phones.get(event.user_id, ()):
+            deliver(event)
+        return True

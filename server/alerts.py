@@ -1,0 +1,246 @@
+"""The alert lifecycle: raise (SOS), acknowledge, resolve, note, cancel, escalate.
+
+Every change and its outbox events are one transaction (DESIGN rule 4); what the
+consoles, phones, push and CAD hear follows from the outbox, never from here.
+An SOS is never refused for its fix (rule 3): the rules only annotate it, and a
+missing or unusable fix falls back to the last known location.
+"""
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from geo import rules
+from geo.fix import Fix
+from server import history, jurisdictions, outbox, pins, wire
+from server.alertview import UNFINISHED, visible_to
+from server.auth import Device
+from server.config import Settings
+from server.staff import Staff
+from server.tables import alert_notes, alerts, point
+
+
+@dataclass(frozen=True, slots=True)
+class Raised:
+    alert_id: uuid.UUID
+    sos_id: uuid.UUID
+    phone_status: str
+    created: bool
+
+    def frame(self) -> dict:
+        return {"type": "sos_ack", "sos_id": str(self.sos_id), "alert_id": str(self.alert_id),
+                "status": self.phone_status}
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    fix: Fix | None
+    quality: str  # fix, suspect, last_known, unknown
+    suspect: list[str]
+
+
+def sos_fix(sos: wire.SosFields, *, now: datetime) -> tuple[Fix | None, list[str]]:
+    """The SOS's own fix, or None with the reasons it is unusable. Never raises."""
+    if sos.lat is None or sos.lon is None:
+        return None, ["no_fix"] if sos.lat is None and sos.lon is None else ["partial_fix"]
+    try:
+        ts = now if sos.ts is None else wire.parse_time(sos.ts)
+    except wire.FrameError:
+        ts, reasons = now, ["bad_ts"]
+    else:
+        reasons = []
+    accuracy = sos.acc if sos.acc is not None and math.isfinite(sos.acc) and sos.acc >= 0 else None
+    fix = Fix(lat=sos.lat, lon=sos.lon, ts=ts, accuracy_m=accuracy)
+    refusal = rules.refusal(fix)
+    if refusal is not None:
+        return None, [*reasons, f"invalid_{refusal.field}"]
+    return fix, reasons
+
+
+def locate(sos: wire.SosFields, *, previous: Fix | None, now: datetime, limits: rules.Limits) -> Located:
+    """Where the alert is: the SOS fix (annotated by the rules), else the last known location."""
+    fix, reasons = sos_fix(sos, now=now)
+    if fix is not None:
+        reasons += [reason.code for reason in rules.suspicions(fix, previous=previous, now=now, limits=limits)]
+        return Located(fix, "suspect" if reasons else "fix", reasons)
+    if previous is not None:
+        return Located(previous, "last_known", reasons)
+    return Located(None, "unknown", reasons)
+
+
+def _sos_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise wire.FrameError("invalid_field", "sos_id must be a UUID", field="sos_id") from None
+
+
+async def _existing(connection: AsyncConnection, user_id: uuid.UUID, sos_id: uuid.UUID) -> Raised | None:
+    row = (await connection.execute(sa.select(alerts.c.alert_id, alerts.c.phone_status)
+                                     .where(alerts.c.user_id == user_id, alerts.c.sos_id == sos_id))).first()
+    return None if row is None else Raised(row.alert_id, sos_id, row.phone_status, created=False)
+
+
+async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device, sos: wire.SosFields) -> Raised:
+    """Commit the alert and its outbox events; a retry of the same sos_id returns the first alert.
+
+    Its own transaction on its own connection: never queued behind the ping ingest.
+    """
+    sos_id = _sos_id(sos.sos_id)
+    now = datetime.now(UTC)
+    async with engine.begin() as connection:
+        existing = await _existing(connection, device.user_id, sos_id)
+        if existing is not None:
+            return existing
+        last = await history.last_location(connection=connection, user_id=device.user_id)
+        located = locate(sos, previous=None if last is None else last.fix, now=now, limits=settings.limits)
+        fix = located.fix
+        route = (jurisdictions.Route(None, False) if fix is None else
+                 await jurisdictions.route(connection=connection, lat=fix.lat, lon=fix.lon))
+        alert_id = uuid.uuid4()
+        inserted = await connection.scalar(
+            pg.insert(alerts).values(
+                alert_id=alert_id, sos_id=sos_id, user_id=device.user_id, status="open", phone_status="open",
+                opened_at=now, updated_at=now,
+                location=None if fix is None else point(fix.lat, fix.lon),
+                accuracy_m=None if fix is None else fix.accuracy_m, fix_ts=None if fix is None else fix.ts,
+                quality=located.quality, suspect=located.suspect or None,
+                precinct_id=route.precinct_id, out_of_area=route.out_of_area,
+                visible_precincts=[route.precinct_id] if route.precinct_id else [],
+                note=sos.note, trip=None,
+                next_escalation_at=now + timedelta(seconds=settings.escalate_after_s),
+            ).on_conflict_do_nothing(constraint="alerts_user_sos").returning(alerts.c.alert_id))
+        if inserted is None:  # the same sos_id, raised concurrently (another socket, HTTP)
+            return await _existing(connection, device.user_id, sos_id)
+        await outbox.add(connection=connection, settings=settings, alert_id=alert_id, kind="opened")
+    return Raised(alert_id, sos_id, "open", created=True)
+
+
+def _alert_id(value: object) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise wire.FrameError("invalid_field", "alert_id must be a UUID", field="alert_id") from None
+
+
+async def _change(*, engine: AsyncEngine, settings: Settings, alert_id: object, where, values: dict,
+                  visible, conflict: str) -> uuid.UUID:
+    """Apply a console's change to one alert it may see, with its outbox event."""
+    alert_id = _alert_id(alert_id)
+    async with engine.begin() as connection:
+        changed = await connection.scalar(
+            alerts.update().where(alerts.c.alert_id == alert_id, visible, where)
+            .values(updated_at=sa.func.now(), **values).returning(alerts.c.alert_id))
+        if changed is None:
+            exists = await connection.scalar(sa.select(alerts.c.status).where(alerts.c.alert_id == alert_id, visible))
+            if exists is None:
+                raise wire.FrameError("not_found", "no such alert", field="alert_id")
+            raise wire.FrameError("conflict", conflict.format(status=exists), field="alert_id")
+        await outbox.add(connection=connection, settings=settings, alert_id=alert_id, kind="updated")
+    return alert_id
+
+
+def _phone_hears(status: str):
+    """What the phone is told: after a duress cancel it stays `cancelled`, whatever happens."""
+    return sa.case((alerts.c.phone_status == "cancelled", "cancelled"), else_=status)
+
+
+async def acknowledge(*, engine: AsyncEngine, settings: Settings, member: Staff, alert_id: object) -> uuid.UUID:
+    return await _change(
+        engine=engine, settings=settings, alert_id=alert_id, visible=visible_to(member),
+        where=alerts.c.status == "open",
+        values={"status": "acknowledged", "phone_status": _phone_hears("acknowledged"),
+                "acknowledged_by": member.username, "next_escalation_at": None},
+        conflict="the alert is {status}, not open")
+
+
+async def resolve(*, engine: AsyncEngine, settings: Settings, member: Staff, alert_id: object,
+                  outcome: str) -> uuid.UUID:
+    return await _change(
+        engine=engine, settings=settings, alert_id=alert_id, visible=visible_to(member),
+        where=alerts.c.status.in_(UNFINISHED),
+        values={"status": "resolved", "phone_status": _phone_hears("resolved"), "resolved_by": member.username,
+                "outcome": outcome, "next_escalation_at": None},
+        conflict="the alert is already {status}")
+
+
+async def add_note(*, engine: AsyncEngine, settings: Settings, member: Staff, alert_id: object,
+                   text: str) -> uuid.UUID:
+    alert_id = _alert_id(alert_id)
+    async with engine.begin() as connection:
+        visible = await connection.scalar(
+            sa.select(alerts.c.alert_id).where(alerts.c.alert_id == alert_id, visible_to(member)))
+        if visible is None:
+            raise wire.FrameError("not_found", "no such alert", field="alert_id")
+        await connection.execute(alert_notes.insert().values(alert_id=alert_id, author=member.username, text=text))
+        await connection.execute(alerts.update().where(alerts.c.alert_id == alert_id).values(updated_at=sa.func.now()))
+        await outbox.add(connection=connection, settings=settings, alert_id=alert_id, kind="updated")
+    return alert_id
+
+
+async def cancel(*, engine: AsyncEngine, settings: Settings, user_id: uuid.UUID, alert_id: object,
+                 pin: str) -> uuid.UUID:
+    """The user's cancel. The normal PIN ends the alert; the duress PIN only tells the phone so
+    (the alert goes on, marked duress). Either way the phone hears `cancelled`."""
+    alert_id = _alert_id(alert_id)
+    async with engine.begin() as connection:
+        row = (await connection.execute(
+            sa.select(alerts.c.phone_status).where(alerts.c.alert_id == alert_id, alerts.c.user_id == user_id)
+            .with_for_update())).first()
+        if row is None:
+            raise wire.FrameError("not_found", "no such alert of yours", field="alert_id")
+        if row.phone_status not in UNFINISHED:
+            raise wire.FrameError("conflict", f"the alert is already {row.phone_status}", field="alert_id")
+        verdict = await pins.check(connection=connection, user_id=user_id, pin=pin,
+                                   max_failures=settings.pin_max_failures, lockout_s=settings.pin_lockout_s)
+        if verdict is pins.Verdict.DURESS:
+            values = {"duress": True, "phone_status": "cancelled"}
+        elif verdict is pins.Verdict.NORMAL:
+            values = {"status": "cancelled", "phone_status": "cancelled", "next_escalation_at": None}
+        else:
+            values = None  # refused below, after the count of wrong PINs is committed
+        if values is not None:
+            await connection.execute(alerts.update().where(alerts.c.alert_id == alert_id)
+                                     .values(updated_at=sa.func.now(), **values))
+            await outbox.add(connection=connection, settings=settings, alert_id=alert_id, kind="updated")
+    refusal = verdict.refusal()
+    if refusal is not None:
+        raise refusal
+    return alert_id
+
+
+async def escalate_due(*, engine: AsyncEngine, settings: Settings, limit: int = 50) -> int:
+    """Re-send and escalate open alerts past their deadline; returns how many.
+
+    Rows are locked and their next deadline moved in the same transaction as the
+    outbox event: with several processes sweeping, each escalation fires once.
+    """
+    async with engine.begin() as connection:
+        due = (await connection.execute(
+            sa.select(alerts.c.alert_id, alerts.c.precinct_id, alerts.c.escalation_level, alerts.c.visible_precincts)
+            .where(alerts.c.status == "open", alerts.c.next_escalation_at <= sa.func.now())
+            .order_by(alerts.c.next_escalation_at).limit(limit).with_for_update(skip_locked=True))).all()
+        for row in due:
+            visible = list(row.visible_precincts)
+            if row.precinct_id is not None:
+                for neighbour in await jurisdictions.neighbours(connection=connection, precinct_id=row.precinct_id):
+                    if neighbour not in visible:
+                        visible.append(neighbour)
+            await connection.execute(alerts.update().where(alerts.c.alert_id == row.alert_id).values(
+                escalation_level=row.escalation_level + 1, visible_precincts=visible, updated_at=sa.func.now(),
+                next_escalation_at=sa.func.now() + timedelta(seconds=settings.escalate_again_after_s)))
+            await outbox.add(connection=connection, settings=settings, alert_id=row.alert_id, kind="escalated")
+    return len(due)
+
+
+async def unfinished_by_user(*, connection: AsyncConnection) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """user id → (alert id, precincts) of every alert still open or acknowledged (newest per user)."""
+    rows = await connection.execute(
+        sa.select(alerts.c.user_id, alerts.c.alert_id, alerts.c.visible_precincts)
+        .where(alerts.c.status.in_(UNFINISHED)).order_by(alerts.c.opened_at))
+    return {str(row.user_id): (str(row.alert_id), tuple(row.visible_precincts)) for row in rows}

@@ -1,0 +1,133 @@
+"""Alerts as the consoles see them (the contract's `Alert`), and who may see which.
+
+Reading an alert for a console is reading a user's location: callers record it
+with `audit` (DESIGN rule 8).
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server import wire
+from server.staff import Staff
+from server.tables import alert_notes, alerts, audit_reads, pings, precincts, users
+
+UNFINISHED = ("open", "acknowledged")
+# The track shown with an alert starts this long before the SOS.
+TRACK_LEAD = timedelta(minutes=15)
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    alert: dict  # the contract's Alert
+    user_id: str
+    precincts: tuple[str, ...]
+    phone_status: str
+    status: str
+
+
+def visible_to(member: Staff):
+    """The SQL condition: alerts this staff member may see."""
+    if member.all_precincts:
+        return sa.true()
+    return alerts.c.visible_precincts.any_() == member.precinct_id
+
+
+def _location(row) -> dict | None:
+    if row.lat is None:
+        return None
+    return {"lat": row.lat, "lon": row.lon, "acc": row.accuracy_m,
+            "ts": wire.format_time(row.fix_ts) if row.fix_ts else None, "quality": row.quality,
+            "suspect": row.suspect or []}
+
+
+async def load(*, connection: AsyncConnection, track_points: int, alert_ids: list[uuid.UUID] | None = None,
+               viewer: Staff | None = None, unfinished_only: bool = False) -> list[View]:
+    """Alerts by id, or every unfinished one a viewer may see; oldest first."""
+    query = (
+        sa.select(alerts, users.c.name.label("user_name"), users.c.phone.label("user_phone"),
+                  precincts.c.name.label("precinct_name"),
+                  sa.func.ST_Y(alerts.c.location).label("lat"), sa.func.ST_X(alerts.c.location).label("lon"))
+        .select_from(alerts.join(users, users.c.user_id == alerts.c.user_id).outerjoin(precincts))
+        .order_by(alerts.c.opened_at)
+    )
+    if alert_ids is not None:
+        query = query.where(alerts.c.alert_id.in_(alert_ids))
+    if viewer is not None:
+        query = query.where(visible_to(viewer))
+    if unfinished_only:
+        query = query.where(alerts.c.status.in_(UNFINISHED))
+    rows = (await connection.execute(query)).all()
+    if not rows:
+        return []
+    ids = [row.alert_id for row in rows]
+    tracks = await _tracks(connection=connection, alert_ids=ids, points=track_points)
+    notes = await _notes(connection=connection, alert_ids=ids)
+    return [_view(row, tracks.get(row.alert_id, []), notes.get(row.alert_id, [])) for row in rows]
+
+
+def _view(row, track: list[dict], notes: list[dict]) -> View:
+    alert = {
+        "alert_id": str(row.alert_id),
+        "status": row.status,
+        "duress": row.duress,
+        "opened_at": wire.format_time(row.opened_at),
+        "updated_at": wire.format_time(row.updated_at),
+        "user": {"user_id": str(row.user_id), "name": row.user_name, "phone": row.user_phone},
+        "location": _location(row),
+        "precinct": None if row.precinct_id is None else {
+            "id": row.precinct_id, "name": row.precinct_name, "out_of_area": row.out_of_area},
+        "trip": row.trip,
+        "track": track,
+        "note": row.note,
+        "notes": notes,
+        "escalation_level": row.escalation_level,
+        "acknowledged_by": row.acknowledged_by,
+        "resolved_by": row.resolved_by,
+        "outcome": row.outcome,
+    }
+    return View(alert, str(row.user_id), tuple(row.visible_precincts), row.phone_status, row.status)
+
+
+async def _tracks(*, connection: AsyncConnection, alert_ids: list[uuid.UUID], points: int) -> dict:
+    """Each alert's recent plausible fixes, newest last."""
+    recent = (
+        sa.select(sa.func.ST_Y(pings.c.location).label("lat"), sa.func.ST_X(pings.c.location).label("lon"),
+                  pings.c.accuracy_m, pings.c.device_ts)
+        .where(pings.c.user_id == alerts.c.user_id, pings.c.device_ts >= alerts.c.opened_at - TRACK_LEAD,
+               pings.c.suspect.is_(None))
+        .order_by(pings.c.device_ts.desc()).limit(points)
+        .lateral("recent")
+    )
+    rows = await connection.execute(
+        sa.select(alerts.c.alert_id, recent).select_from(alerts.join(recent, sa.true()))
+        .where(alerts.c.alert_id.in_(alert_ids)))
+    tracks: dict = {}
+    for row in rows:
+        tracks.setdefault(row.alert_id, []).append(
+            {"lat": row.lat, "lon": row.lon, "acc": row.accuracy_m, "ts": wire.format_time(row.device_ts)})
+    for track in tracks.values():
+        track.sort(key=lambda point: point["ts"])
+    return tracks
+
+
+async def _notes(*, connection: AsyncConnection, alert_ids: list[uuid.UUID]) -> dict:
+    rows = await connection.execute(
+        sa.select(alert_notes).where(alert_notes.c.alert_id.in_(alert_ids)).order_by(alert_notes.c.note_id))
+    notes: dict = {}
+    for row in rows:
+        notes.setdefault(row.alert_id, []).append(
+            {"author": row.author, "text": row.text, "at": wire.format_time(row.created_at)})
+    return notes
+
+
+async def audit(*, connection: AsyncConnection, viewer: Staff, views: list[View], context: str) -> None:
+    """Record that this staff member was shown these alerts' locations."""
+    if views:
+        await connection.execute(pg.insert(audit_reads), [
+            {"staff_id": viewer.staff_id, "alert_id": uuid.UUID(view.alert["alert_id"]),
+             "user_id": uuid.UUID(view.user_id), "context": context} for view in views])

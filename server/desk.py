@@ -1,0 +1,107 @@
+"""HTTP for staff: console login and logout, the precinct outlines, officers' position and push token,
+and the web console's page and assets."""
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from server import jurisdictions, keys, staff, wire
+from server.me import PushToken
+
+router = APIRouter()
+WEB = Path(__file__).parent / "web"
+LEAFLET = WEB / "node_modules" / "leaflet" / "dist"
+
+
+class Login(BaseModel):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class Position(BaseModel):
+    lat: float = Field(ge=-85.05112878, le=85.05112878)
+    lon: float = Field(ge=-180, le=180)
+
+
+Member = Annotated[staff.Staff, Depends(staff.current_staff)]
+
+
+@router.post("/v1/console/login")
+async def login(body: Login, request: Request) -> JSONResponse:
+    services = request.app.state.services
+    ttl_s = services.settings.console_session_ttl_s
+    token = await staff.login(engine=services.engine, username=body.username, password=body.password, ttl_s=ttl_s)
+    if token is None:
+        raise wire.FrameError("unauthorized", "wrong username or password")
+    response = JSONResponse({"token": token, "expires_in_s": ttl_s})
+    response.set_cookie(staff.SESSION_COOKIE, token, max_age=int(ttl_s), httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/")
+    return response
+
+
+@router.post("/v1/console/logout", status_code=204)
+async def logout(request: Request) -> Response:
+    token = staff.session_token(request.headers, request.cookies)
+    if token:
+        await staff.logout(engine=request.app.state.services.engine, token=token)
+    response = Response(status_code=204)
+    response.delete_cookie(staff.SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/v1/console/me")
+async def me(member: Member, request: Request) -> dict:
+    return {"username": member.username, "role": member.role, "precinct_id": member.precinct_id,
+            "tile_url": request.app.state.services.settings.tile_url}
+
+
+@router.get("/v1/console/precincts")
+async def precinct_outlines(member: Member, request: Request) -> Response:
+    async with request.app.state.services.engine.connect() as connection:
+        outlines = await jurisdictions.outlines(connection=connection)
+    return Response(wire.encode(outlines), media_type="application/geo+json")
+
+
+def _officer(member: staff.Staff) -> staff.Staff:
+    if member.role != "officer":
+        raise wire.FrameError("forbidden", "only officers report a position")
+    return member
+
+
+@router.post("/v1/officer/location", status_code=204)
+async def officer_location(body: Position, member: Member, request: Request) -> None:
+    """An officer's phone reports where it is: the push channel wakes officers near an SOS."""
+    _officer(member)
+    await request.app.state.services.redis.geoadd(keys.OFFICERS_GEO, (body.lon, body.lat, str(member.staff_id)))
+
+
+@router.post("/v1/officer/push-token", status_code=204)
+async def officer_push_token(body: PushToken, member: Member, request: Request) -> None:
+    _officer(member)
+    await staff.set_fcm_token(engine=request.app.state.services.engine, staff_id=member.staff_id,
+                              fcm_token=body.fcm_token)
+
+
+@router.get("/console", include_in_schema=False)
+async def console_page() -> HTMLResponse:
+    return HTMLResponse((WEB / "console.html").read_text(), headers={"Cache-Control": "no-store"})
+
+
+@router.get("/console/assets/{name}", include_in_schema=False)
+async def console_asset(name: str) -> FileResponse:
+    return _file(WEB, name)
+
+
+@router.get("/console/leaflet/{name:path}", include_in_schema=False)
+async def leaflet_asset(name: str) -> FileResponse:
+    return _file(LEAFLET, name)
+
+
+def _file(root: Path, name: str) -> FileResponse:
+    path = (root / name).resolve()
+    if not path.is_relative_to(root.resolve()) or not path.is_file():
+        raise wire.FrameError("not_found", "no such asset")
+    return FileResponse(path)

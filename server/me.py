@@ -1,0 +1,94 @@
+"""HTTP for the user's own safety settings and the SOS fallback (Bearer device token)."""
+
+import re
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, field_validator, model_validator
+from sqlalchemy.dialects import postgresql as pg
+
+from server import alerts, auth, pins, wire
+from server.ingest import STORAGE_ERRORS, describe
+from server.tables import contacts, push_tokens
+
+router = APIRouter()
+PHONE_PATTERN = r"\+?[0-9][0-9 ()-]{3,18}[0-9]"
+MAX_CONTACTS = 10
+
+
+class Pins(BaseModel):
+    pin: str
+    duress_pin: str
+
+    @field_validator("pin", "duress_pin")
+    @classmethod
+    def _digits(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9]{4,8}", value):
+            raise ValueError("a PIN is 4 to 8 digits")
+        return value
+
+    @model_validator(mode="after")
+    def _different(self) -> "Pins":
+        if self.pin == self.duress_pin:
+            raise ValueError("the duress PIN must differ from the PIN")
+        return self
+
+
+class Contact(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    phone: str = Field(pattern=PHONE_PATTERN)
+
+
+class Contacts(BaseModel):
+    contacts: list[Contact] = Field(max_length=MAX_CONTACTS)
+
+
+class PushToken(BaseModel):
+    fcm_token: str = Field(min_length=20, max_length=4096)
+
+
+Device = Annotated[auth.Device, Depends(auth.current_device)]
+
+
+@router.post("/v1/sos")
+async def post_sos(request: Request, device: Device) -> JSONResponse:
+    """The SOS over HTTP: 201 with the sos_ack once committed, 200 for a retry of the same sos_id."""
+    services = request.app.state.services
+    body = await request.body()
+    if len(body) > services.settings.max_frame_bytes:
+        raise wire.FrameError("too_large", "an SOS body is at most 64 KiB")
+    sos = wire.decode_sos(body)
+    try:
+        raised = await alerts.raise_alert(engine=services.engine, settings=services.settings, device=device, sos=sos)
+    except STORAGE_ERRORS as error:
+        raise wire.FrameError("unavailable", f"not stored ({describe(error)}); retry with the same sos_id") from None
+    services.relay.kick()
+    return JSONResponse(raised.frame(), status_code=201 if raised.created else 200)
+
+
+@router.put("/v1/me/pins", status_code=204)
+async def put_pins(body: Pins, request: Request, device: Device) -> None:
+    async with request.app.state.services.engine.begin() as connection:
+        await pins.set_pins(connection=connection, user_id=device.user_id, pin=body.pin, duress_pin=body.duress_pin)
+
+
+@router.put("/v1/me/contacts")
+async def put_contacts(body: Contacts, request: Request, device: Device) -> dict:
+    async with request.app.state.services.engine.begin() as connection:
+        await connection.execute(sa.delete(contacts).where(contacts.c.user_id == device.user_id))
+        if body.contacts:
+            await connection.execute(contacts.insert(), [
+                {"user_id": device.user_id, "position": index, "name": contact.name, "phone": contact.phone}
+                for index, contact in enumerate(body.contacts)])
+    return {"contacts": [contact.model_dump() for contact in body.contacts]}
+
+
+@router.post("/v1/me/push-token", status_code=204)
+async def post_push_token(body: PushToken, request: Request, device: Device) -> None:
+    statement = pg.insert(push_tokens).values(device_id=device.device_id, fcm_token=body.fcm_token)
+    async with request.app.state.services.engine.begin() as connection:
+        await connection.execute(statement.on_conflict_do_update(
+            index_elements=[push_tokens.c.device_id],
+            set_={"fcm_token": statement.excluded.fcm_token, "updated_at": sa.func.now()}))

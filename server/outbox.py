@@ -1,0 +1,72 @@
+"""The transactional outbox: what each channel still has to deliver for each alert event.
+
+`add` is called inside the alert's own transaction (persist, then notify: DESIGN
+rule 4), so an event exists exactly when its change is committed. Workers
+`lease` due rows (a lease that runs out after a crash makes the row due again),
+deliver them, then `complete` or `postpone` them.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.config import Settings
+from server.tables import outbox
+
+CONSOLE, PUSH, CAD = "console", "push", "cad"
+# Who to wake: officers and contacts hear of a new alert and of each escalation.
+PUSHED_KINDS = ("opened", "escalated")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    id: int
+    event_id: uuid.UUID
+    alert_id: uuid.UUID
+    kind: str
+    target: str | None
+    attempts: int
+
+
+async def add(*, connection: AsyncConnection, settings: Settings, alert_id: uuid.UUID, kind: str) -> uuid.UUID:
+    """Record one event of an alert for every configured channel; returns the event id."""
+    event_id = uuid.uuid4()
+    rows = [{"event_id": event_id, "alert_id": alert_id, "kind": kind, "channel": CONSOLE, "target": None}]
+    if settings.fcm_project_id and kind in PUSHED_KINDS:
+        rows.append({"event_id": event_id, "alert_id": alert_id, "kind": kind, "channel": PUSH, "target": None})
+    rows += [{"event_id": event_id, "alert_id": alert_id, "kind": kind, "channel": CAD, "target": url}
+             for url in settings.cad_endpoints]
+    await connection.execute(outbox.insert(), rows)
+    return event_id
+
+
+async def lease(*, connection: AsyncConnection, channel: str, lease_s: float, limit: int) -> list[Row]:
+    """Take up to `limit` due rows of a channel, oldest first, for `lease_s` seconds."""
+    due = (sa.select(outbox.c.id)
+           .where(outbox.c.channel == channel, outbox.c.done_at.is_(None), outbox.c.due_at <= sa.func.now())
+           .order_by(outbox.c.id).limit(limit).with_for_update(skip_locked=True))
+    result = await connection.execute(
+        outbox.update().where(outbox.c.id.in_(due.scalar_subquery()))
+        .values(due_at=sa.func.now() + timedelta(seconds=lease_s), attempts=outbox.c.attempts + 1)
+        .returning(outbox.c.id, outbox.c.event_id, outbox.c.alert_id, outbox.c.kind, outbox.c.target,
+                   outbox.c.attempts))
+    return sorted((Row(*row) for row in result), key=lambda row: row.id)
+
+
+async def complete(*, connection: AsyncConnection, ids: list[int]) -> None:
+    if ids:
+        await connection.execute(outbox.update().where(outbox.c.id.in_(ids)).values(done_at=sa.func.now()))
+
+
+async def postpone(*, connection: AsyncConnection, ids: list[int], delay_s: float) -> None:
+    if ids:
+        await connection.execute(outbox.update().where(outbox.c.id.in_(ids))
+                                 .values(due_at=sa.func.now() + timedelta(seconds=delay_s)))
+
+
+def backoff_s(attempts: int, *, first_s: float = 1.0, max_s: float = 300.0) -> float:
+    """Exponential back-off after the n-th failed attempt: 1, 2, 4 ... seconds, capped."""
+    return min(max_s, first_s * 2 ** max(0, attempts - 1))

@@ -1,0 +1,219 @@
+"""Outbox workers: one per channel, so a slow or failing channel never holds up another.
+
+- console: the alert as it stands, through the fan-out to every process's consoles
+  and to the user's phones;
+- push: FCM to officers near the alert and the user's emergency contacts;
+- cad: the EIDO object to each CAD endpoint, signed, until it answers 2xx.
+
+Each worker is woken (`kick`) right after a commit and also polls, so rows left
+by a crash or an outage are delivered once the lease runs out.
+"""
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime
+
+import msgspec
+import sqlalchemy as sa
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier import eido
+from notifier.cad import CadChannel
+from notifier.fcm import FcmChannel
+from server import alertview, keys, outbox
+from server.config import Settings
+from server.fanout import Fanout
+from server.ingest import STORAGE_ERRORS, describe
+from server.tables import contacts, devices, push_tokens, staff, users
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 1.0
+LEASE_LIMIT = 100
+
+
+class Worker:
+    """Leases due rows of one channel and hands them to `deliver`, which returns
+    (done ids, {delay in seconds: ids to retry})."""
+
+    def __init__(self, *, channel: str, engine: AsyncEngine, settings: Settings, deliver):
+        self.channel = channel
+        self._engine = engine
+        self._settings = settings
+        self._deliver = deliver
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"relay-{self.channel}")
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(POLL_INTERVAL_S):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                while await self._round():
+                    pass
+            except STORAGE_ERRORS as error:
+                log.error("relay %s: storage unavailable (%s); retrying", self.channel, describe(error))
+
+    async def _round(self) -> bool:
+        """One lease-deliver-record round; True when it leased a full batch (more may be due)."""
+        async with self._engine.begin() as connection:
+            rows = await outbox.lease(connection=connection, channel=self.channel,
+                                      lease_s=self._settings.outbox_lease_s, limit=LEASE_LIMIT)
+        if not rows:
+            return False
+        done, retry = await self._deliver(rows)
+        async with self._engine.begin() as connection:
+            await outbox.complete(connection=connection, ids=done)
+            for delay_s, ids in retry.items():
+                await outbox.postpone(connection=connection, ids=ids, delay_s=delay_s)
+        return len(rows) == LEASE_LIMIT
+
+
+class Relay:
+    def __init__(self, *, engine: AsyncEngine, redis: Redis, settings: Settings, fanout: Fanout):
+        self._engine = engine
+        self._redis = redis
+        self._settings = settings
+        self._fanout = fanout
+        self._fcm = (FcmChannel(project_id=settings.fcm_project_id, timeout_s=settings.fcm_timeout_s,
+                                credentials_file=settings.fcm_credentials_file, endpoint=settings.fcm_endpoint,
+                                access_token=settings.fcm_access_token)
+                     if settings.fcm_project_id else None)
+        self._cad = (CadChannel(secret=settings.cad_secret.encode(), timeout_s=settings.cad_timeout_s)
+                     if settings.cad_endpoints else None)
+        self.workers = {
+            outbox.CONSOLE: Worker(channel=outbox.CONSOLE, engine=engine, settings=settings, deliver=self._consoles),
+            outbox.PUSH: Worker(channel=outbox.PUSH, engine=engine, settings=settings, deliver=self._push),
+            outbox.CAD: Worker(channel=outbox.CAD, engine=engine, settings=settings, deliver=self._cad_post),
+        }
+
+    def start(self) -> None:
+        for worker in self.workers.values():
+            worker.start()
+
+    def kick(self) -> None:
+        """Something was committed to the outbox: deliver it now rather than at the next poll."""
+        for worker in self.workers.values():
+            worker.kick()
+
+    async def close(self) -> None:
+        for worker in self.workers.values():
+            await worker.close()
+        if self._fcm is not None:
+            self._fcm.close()
+        if self._cad is not None:
+            await self._cad.close()
+
+    async def _views(self, rows: list[outbox.Row]) -> dict[uuid.UUID, alertview.View]:
+        async with self._engine.connect() as connection:
+            views = await alertview.load(connection=connection, track_points=self._settings.alert_track_points,
+                                         alert_ids=list({row.alert_id for row in rows}))
+        return {uuid.UUID(view.alert["alert_id"]): view for view in views}
+
+    async def _consoles(self, rows: list[outbox.Row]):
+        views = await self._views(rows)
+        done, retry = [], []
+        for row in rows:
+            relayed = await self._fanout.publish_alert(views[row.alert_id], kind=row.kind, event_id=str(row.event_id))
+            # Not in Redis: this process's consoles have it; the others get it on the retry.
+            (done if relayed else retry).append(row.id)
+        return done, {outbox.backoff_s(1): retry} if retry else {}
+
+    async def _push(self, rows: list[outbox.Row]):
+        if self._fcm is None:
+            return [row.id for row in rows], {}
+        views = await self._views(rows)
+        done, retry = [], {}
+        for row in rows:
+            view = views[row.alert_id]
+            try:
+                tokens = await self._push_tokens(view)
+            except (RedisError, OSError, TimeoutError) as error:
+                log.warning("push: officers' positions unavailable (%s)", describe(error))
+                retry.setdefault(outbox.backoff_s(row.attempts), []).append(row.id)
+                continue
+            data = {"type": "sos", "kind": row.kind, "alert_id": view.alert["alert_id"],
+                    "precinct": (view.alert["precinct"] or {}).get("id", "")}
+            result = await self._fcm.send(tokens=sorted(set(tokens)), data=data)
+            if result.dead_tokens:
+                await self._forget(result.dead_tokens)
+            if result.retry_tokens and row.attempts < 5:
+                retry.setdefault(result.retry_after_s, []).append(row.id)
+            else:
+                done.append(row.id)
+        return done, retry
+
+    async def _push_tokens(self, view: alertview.View) -> list[str]:
+        """Officers within the configured radius of the alert, and the user's contacts who have the app."""
+        location = view.alert["location"]
+        officer_ids = []
+        if location is not None:
+            async with asyncio.timeout(1.0):
+                officer_ids = await self._redis.geosearch(
+                    keys.OFFICERS_GEO, longitude=location["lon"], latitude=location["lat"],
+                    radius=self._settings.officer_radius_m, unit="m")
+        async with self._engine.connect() as connection:
+            tokens = [] if not officer_ids else list(await connection.scalars(
+                sa.select(staff.c.fcm_token).where(
+                    staff.c.staff_id.in_([uuid.UUID(member.decode()) for member in officer_ids]),
+                    staff.c.fcm_token.is_not(None))))
+            tokens += list(await connection.scalars(
+                sa.select(push_tokens.c.fcm_token)
+                .select_from(contacts.join(users, users.c.phone == contacts.c.phone)
+                             .join(devices, devices.c.user_id == users.c.user_id).join(push_tokens))
+                .where(contacts.c.user_id == uuid.UUID(view.user_id))))
+        return tokens
+
+    async def _forget(self, dead: list[str]) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(sa.delete(push_tokens).where(push_tokens.c.fcm_token.in_(dead)))
+            await connection.execute(staff.update().where(staff.c.fcm_token.in_(dead)).values(fcm_token=None))
+        log.info("push: forgot %d tokens FCM called unregistered or invalid", len(dead))
+
+    async def _cad_post(self, rows: list[outbox.Row]):
+        if self._cad is None:
+            return [row.id for row in rows], {}
+        views = await self._views(rows)
+        done, retry = [], {}
+        for row in rows:
+            body = msgspec.json.encode(eido.eido(facts(views[row.alert_id]), agency_id=self._settings.cad_agency_id,
+                                                 issuing_element=self._settings.issuing_element))
+            if await self._cad.post(url=row.target, event_id=str(row.event_id), body=body):
+                done.append(row.id)
+            else:
+                retry.setdefault(outbox.backoff_s(row.attempts), []).append(row.id)
+        return done, retry
+
+
+def facts(view: alertview.View) -> eido.Facts:
+    """The EIDO's facts from the console's view of an alert."""
+    alert, location = view.alert, view.alert["location"] or {}
+    precinct = alert["precinct"] or {}
+    return eido.Facts(
+        alert_id=alert["alert_id"], status=alert["status"], duress=alert["duress"],
+        opened_at=datetime.fromisoformat(alert["opened_at"]), updated_at=datetime.fromisoformat(alert["updated_at"]),
+        user_id=alert["user"]["user_id"], user_name=alert["user"]["name"], user_phone=alert["user"]["phone"],
+        precinct_id=precinct.get("id"), precinct_name=precinct.get("name"),
+        lat=location.get("lat"), lon=location.get("lon"), accuracy_m=location.get("acc"),
+        fix_ts=datetime.fromisoformat(location["ts"]) if location.get("ts") else None,
+        quality=location.get("quality", "unknown"),
+        notes=tuple(note["text"] for note in alert["notes"]),
+    )

@@ -1,0 +1,250 @@
+"""SOS on the phone socket and over HTTP: committed before sos_ack, idempotent, never filtered."""
+
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from tests.servers import (TAIPEI_101, bearer, connect_phone, create_user, quiet, receive, sos_frame, until_ack,
+                           until_type)
+
+BANQIAO = (25.0143, 121.4672)  # New Taipei, just outside the city
+
+
+async def alert_rows(engine, user_id: str) -> list[dict]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(sa.text(
+            "SELECT alert_id, sos_id, status, phone_status, duress, quality, suspect, precinct_id, out_of_area, "
+            "ST_Y(location) AS lat, ST_X(location) AS lon FROM alerts WHERE user_id = :user_id"),
+            {"user_id": user_id})
+        return [dict(row._mapping) for row in rows]
+
+
+async def test_sos_is_committed_before_its_ack_and_a_retry_returns_the_same_alert(server, engine):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    frame = sos_frame(note="man following me")
+    await ws.send(json.dumps(frame))
+    ack = await until_type(ws, "sos_ack")
+    assert ack["sos_id"] == frame["sos_id"] and ack["status"] == "open"
+    [row] = await alert_rows(engine, user_id)
+    assert str(row["alert_id"]) == ack["alert_id"], "committed when acknowledged"
+    assert (row["precinct_id"], row["out_of_area"], row["quality"]) == ("xinyi", False, "fix")
+    interval = await until_type(ws, "report_interval")
+    assert interval["interval_s"] > 0 and interval["alert_id"] == ack["alert_id"]
+
+    await ws.send(json.dumps(frame))
+    again = await until_type(ws, "sos_ack")
+    assert again == ack
+    await ws.close()
+    ws, _ = await connect_phone(server, token)  # a retry from a new socket, as after a lost connection
+    await ws.send(json.dumps(frame))
+    assert await until_type(ws, "sos_ack") == ack
+    assert len(await alert_rows(engine, user_id)) == 1, "stored once"
+    await ws.close()
+
+
+@pytest.mark.parametrize("fix, quality, suspect", [
+    ({"lat": 95.0, "lon": 121.5}, "last_known", ["invalid_lat"]),
+    ({"lat": 25.03, "lon": None}, "last_known", ["partial_fix"]),
+    ({}, "last_known", ["no_fix"]),
+    ({"lat": TAIPEI_101[0], "lon": TAIPEI_101[1], "acc": 9000.0}, "suspect", ["vague"]),
+    ({"lat": TAIPEI_101[0], "lon": TAIPEI_101[1], "ts": "yesterday"}, "suspect", ["bad_ts", "teleport"]),
+])
+async def test_sos_with_a_bad_fix_is_still_accepted_and_annotated(server, engine, fix, quality, suspect):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    await ws.send(json.dumps({"type": "ping", "seq": 0, "ts": int(time.time() * 1000), "lat": 25.0478,
+                              "lon": 121.5170, "acc": 5.0}))
+    await until_ack(ws, 0)
+    await ws.send(json.dumps({"type": "sos", "sos_id": str(uuid.uuid4()), **fix}))
+    await until_type(ws, "sos_ack")
+    [row] = await alert_rows(engine, user_id)
+    assert (row["quality"], row["suspect"]) == (quality, suspect)
+    if quality == "last_known":
+        assert (row["lat"], row["lon"]) == (25.0478, 121.5170), "the last known location stands in"
+    await ws.close()
+
+
+async def test_sos_teleport_is_annotated_not_refused(server, engine):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    now_ms = int(time.time() * 1000)
+    await ws.send(json.dumps({"type": "ping", "seq": 0, "ts": now_ms - 1000, "lat": 25.1318, "lon": 121.4989}))
+    await until_ack(ws, 0)
+    await ws.send(json.dumps(sos_frame()))
+    await until_type(ws, "sos_ack")
+    [row] = await alert_rows(engine, user_id)
+    assert (row["quality"], row["suspect"], row["precinct_id"]) == ("suspect", ["teleport"], "xinyi")
+    await ws.close()
+
+
+async def test_sos_without_any_location_is_accepted_for_the_command_centre(server, engine):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    await ws.send(json.dumps({"type": "sos", "sos_id": str(uuid.uuid4())}))
+    assert (await until_type(ws, "sos_ack"))["status"] == "open"
+    [row] = await alert_rows(engine, user_id)
+    assert (row["quality"], row["precinct_id"], row["lat"]) == ("unknown", None, None)
+    await ws.close()
+
+
+async def test_sos_with_json_nan_or_wrong_types_is_salvaged(server, engine):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    await ws.send('{"type": "sos", "sos_id": "%s", "lat": NaN, "lon": "east", "acc": Infinity}' % uuid.uuid4())
+    await until_type(ws, "sos_ack")
+    [row] = await alert_rows(engine, user_id)
+    assert row["quality"] == "unknown"
+    await ws.close()
+
+
+@pytest.mark.parametrize("frame, field", [
+    ({"type": "sos"}, "sos_id"),
+    ({"type": "sos", "sos_id": "not-a-uuid", "lat": 25.0, "lon": 121.5}, "sos_id"),
+    ({"type": "sos", "sos_id": 42}, "sos_id"),
+])
+async def test_sos_without_a_usable_sos_id_is_refused_clearly_and_the_socket_stays(server, engine, frame, field):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    await ws.send(json.dumps(frame))
+    error = await until_type(ws, "error")
+    assert (error["code"], error["field"]) == ("invalid_field", field)
+    await ws.send(json.dumps(sos_frame()))
+    await until_type(ws, "sos_ack")
+    assert len(await alert_rows(engine, user_id)) == 1
+    await ws.close()
+
+
+async def test_sos_outside_every_precinct_goes_to_the_nearest_station_marked_out_of_area(server, engine):
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    await ws.send(json.dumps(sos_frame(at=BANQIAO)))
+    await until_type(ws, "sos_ack")
+    [row] = await alert_rows(engine, user_id)
+    assert (row["precinct_id"], row["out_of_area"]) == ("wanhua", True)
+    await ws.close()
+
+
+async def test_sos_is_not_queued_behind_the_ping_batch(fresh_server):
+    """With pings flushed only every 3 s, an SOS sent after them is acknowledged first."""
+    server = fresh_server(GUARDIAN_FLUSH_INTERVAL_MS="3000")
+    _, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    now_ms = int(time.time() * 1000)
+    await ws.send(json.dumps({"type": "batch", "pings": [
+        {"seq": i, "ts": now_ms - 1000 + i, "lat": 25.03, "lon": 121.56} for i in range(200)]}))
+    await ws.send(json.dumps(sos_frame()))
+    first = await receive(ws, timeout_s=10)
+    assert first["type"] == "sos_ack", first
+    await until_ack(ws, 199, timeout_s=10)
+    await ws.close()
+
+
+async def test_sos_over_http_is_201_then_200_for_the_retry(server, engine):
+    user_id, token = create_user(server)
+    body = {key: value for key, value in sos_frame().items() if key != "type"}
+    first = httpx.post(f"{server.url}/v1/sos", json=body, headers=bearer(token), timeout=5)
+    assert first.status_code == 201, first.text
+    assert first.json()["type"] == "sos_ack" and first.json()["status"] == "open"
+    retry = httpx.post(f"{server.url}/v1/sos", json=body, headers=bearer(token), timeout=5)
+    assert (retry.status_code, retry.json()) == (200, first.json())
+    assert len(await alert_rows(engine, user_id)) == 1
+
+
+@pytest.mark.parametrize("content, status, code", [
+    (b"{not json", 400, "bad_json"),
+    (b'{"lat": 25.0}', 422, "invalid_field"),
+    (b'[1, 2]', 422, "invalid_field"),
+])
+async def test_bad_sos_over_http_gets_a_clear_error(server, content, status, code):
+    _, token = create_user(server)
+    response = httpx.post(f"{server.url}/v1/sos", content=content, headers=bearer(token), timeout=5)
+    assert (response.status_code, response.json()["code"]) == (status, code)
+
+
+async def test_sos_over_http_needs_a_device_token(server):
+    body = {"sos_id": str(uuid.uuid4())}
+    assert httpx.post(f"{server.url}/v1/sos", json=body, timeout=5).status_code == 401
+    assert httpx.post(f"{server.url}/v1/sos", json=body, headers=bearer("nope"), timeout=5).status_code == 401
+
+
+def set_pins(server, token, pin="1234", duress_pin="9999") -> httpx.Response:
+    return httpx.put(f"{server.url}/v1/me/pins", json={"pin": pin, "duress_pin": duress_pin},
+                     headers=bearer(token), timeout=10)
+
+
+@pytest.mark.parametrize("pin, duress_pin", [("1234", "1234"), ("12a4", "9999"), ("123", "9999"),
+                                             ("123456789", "9999")])
+async def test_pins_must_be_four_to_eight_different_digits(server, pin, duress_pin):
+    _, token = create_user(server)
+    response = set_pins(server, token, pin, duress_pin)
+    assert (response.status_code, response.json()["code"]) == (422, "invalid_field")
+
+
+async def raise_on(ws) -> str:
+    await ws.send(json.dumps(sos_frame()))
+    return (await until_type(ws, "sos_ack"))["alert_id"]
+
+
+async def test_normal_pin_cancels_the_alert(server, engine):
+    user_id, token = create_user(server)
+    assert set_pins(server, token).status_code == 204
+    ws, _ = await connect_phone(server, token)
+    alert_id = await raise_on(ws)
+    await ws.send(json.dumps({"type": "sos_cancel", "alert_id": alert_id, "pin": "1234"}))
+    status = await until_type(ws, "alert_status")
+    assert (status["alert_id"], status["status"]) == (alert_id, "cancelled")
+    [row] = await alert_rows(engine, user_id)
+    assert (row["status"], row["duress"]) == ("cancelled", False)
+    assert (await until_type(ws, "report_interval", interval_s=None))["alert_id"] == alert_id
+    await ws.close()
+
+
+async def test_duress_pin_shows_cancelled_to_the_phone_while_the_alert_goes_on(server, engine):
+    user_id, token = create_user(server)
+    set_pins(server, token)
+    ws, _ = await connect_phone(server, token)
+    alert_id = await raise_on(ws)
+    await ws.send(json.dumps({"type": "sos_cancel", "alert_id": alert_id, "pin": "9999"}))
+    status = await until_type(ws, "alert_status")
+    assert status == {"type": "alert_status", "alert_id": alert_id, "status": "cancelled"}
+    [row] = await alert_rows(engine, user_id)
+    assert (row["status"], row["phone_status"], row["duress"]) == ("open", "cancelled", True)
+    later = await quiet(ws, 1.0)
+    assert not [frame for frame in later if frame["type"] == "report_interval" and frame["interval_s"] is None], \
+        "the phone keeps reporting fast: the alert is not over"
+    await ws.close()
+
+
+async def test_wrong_pins_are_limited(server, engine):
+    user_id, token = create_user(server)
+    set_pins(server, token)
+    ws, _ = await connect_phone(server, token)
+    alert_id = await raise_on(ws)
+    for _ in range(5):
+        await ws.send(json.dumps({"type": "sos_cancel", "alert_id": alert_id, "pin": "0000"}))
+        assert (await until_type(ws, "error"))["code"] == "forbidden"
+    await ws.send(json.dumps({"type": "sos_cancel", "alert_id": alert_id, "pin": "1234"}))
+    assert (await until_type(ws, "error"))["code"] == "rate_limited", "locked even for the right PIN"
+    [row] = await alert_rows(engine, user_id)
+    assert row["status"] == "open"
+    await ws.close()
+
+
+async def test_cancel_of_someone_elses_alert_is_not_found(server):
+    _, token = create_user(server)
+    _, other_token = create_user(server, name="Bo Chen")
+    set_pins(server, other_token)
+    ws, _ = await connect_phone(server, token)
+    alert_id = await raise_on(ws)
+    other, _ = await connect_phone(server, other_token)
+    await other.send(json.dumps({"type": "sos_cancel", "alert_id": alert_id, "pin": "1234"}))
+    assert (await until_type(other, "error"))["code"] == "not_found"
+    await other.send(json.dumps({"type": "sos_cancel", "alert_id": "zzz", "pin": "1234"}))
+    assert (await until_type(other, "error"))["field"] == "alert_id"
+    await ws.close()
+    await other.close()
