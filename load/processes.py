@@ -42,14 +42,16 @@ class ServerProcess:
     def start(self) -> None:
         self.process = subprocess.Popen(self.argv, env=self.env)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.argv} exited with {self.process.returncode} during start-up")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
+        # One client, closed on the way out: a refused probe must not leave a socket behind.
+        with httpx.Client(timeout=0.5) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.argv} exited with {self.process.returncode} during start-up")
+                try:
+                    if client.get(f"{self.url}/healthz").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    time.sleep(0.1)
         raise RuntimeError(f"{self.argv} did not answer /healthz in time")
 
     def kill(self) -> None:

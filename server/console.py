@@ -81,8 +81,11 @@ class ConsoleSession:
 
     async def _write(self) -> None:
         audited = set(self._subscriber.known_alerts)
+        in_snapshot = set(audited)
         while True:
             event: Event = await self._subscriber.mailbox.get()
+            if event.type == "alert_opened" and event.alert_id in in_snapshot:
+                continue  # opened while the snapshot was read: the snapshot already holds it
             if event.type != "alert_location" and event.alert_id not in audited:
                 await self._audit(event)
                 audited.add(event.alert_id)
