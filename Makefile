@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 DATABASES := guardian guardian_test
 
-.PHONY: run test bench setup services migrate
+.PHONY: run test bench setup services migrate jurisdictions
 
 setup:
 	@bash ops/setup.sh
@@ -14,7 +14,11 @@ services: setup
 migrate: services
 	@$(VENV)/guardian db upgrade
 
-run: migrate
+# The demo jurisdictions (Taipei City's precincts), so an SOS anywhere in Taipei is routed.
+jurisdictions: migrate
+	@$(VENV)/guardian jurisdictions demo
+
+run: jurisdictions
 	@ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; exec $(VENV)/guardian serve
 
 test: services

@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3.11}
-DEBIAN_PACKAGES=(postgresql-15 postgresql-15-postgis-3 redis-server python3.11-venv)
+# chromium runs the browser tests; npm installs the console's front-end packages (a Node.js
+# that brings its own npm, as NodeSource's does, is used as it is).
+DEBIAN_PACKAGES=(postgresql-15 postgresql-15-postgis-3 redis-server python3.11-venv chromium)
+command -v npm >/dev/null || DEBIAN_PACKAGES+=(nodejs npm)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -26,6 +29,14 @@ fi
 if ! command -v "$PYTHON" >/dev/null; then
   PYTHON=/usr/bin/python3.11
 fi
+# The console's Leaflet comes from the npm registry at set-up, never from the internet at run time.
+web=server/web
+web_stamp=$web/node_modules/.installed-$(cat $web/package.json $web/package-lock.json | sha256sum | cut -c1-16)
+if [[ ! -f $web_stamp ]]; then
+  (cd $web && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$web_stamp"
+fi
+
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [[ ! -f $stamp ]]; then
   [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
