@@ -3,6 +3,7 @@
 The body is signed with HMAC-SHA256 over `<timestamp>.<body>` so a receiver can
 reject forgeries and replays; `X-Guardian-Event-Id` is unique per event, for the
 receiver's own de-duplication (delivery is at-least-once, retried until a 2xx).
+The body is the alert as it stands when sent: a retry never delivers stale state.
 """
 
 import hashlib
@@ -14,6 +15,7 @@ import httpx
 SIGNATURE_HEADER = "X-Guardian-Signature"
 TIMESTAMP_HEADER = "X-Guardian-Timestamp"
 EVENT_HEADER = "X-Guardian-Event-Id"
+KIND_HEADER = "X-Guardian-Event-Kind"  # opened, updated, escalated
 
 
 def sign(*, secret: bytes, timestamp: str, body: bytes) -> str:
@@ -25,12 +27,13 @@ class CadChannel:
         self._secret = secret
         self._client = httpx.AsyncClient(timeout=timeout_s)
 
-    async def post(self, *, url: str, event_id: str, body: bytes) -> bool:
+    async def post(self, *, url: str, event_id: str, kind: str, body: bytes) -> bool:
         """True when the endpoint answered 2xx; False on any other answer or no answer."""
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
             EVENT_HEADER: event_id,
+            KIND_HEADER: kind,
             TIMESTAMP_HEADER: timestamp,
             SIGNATURE_HEADER: sign(secret=self._secret, timestamp=timestamp, body=body),
         }

@@ -8,6 +8,7 @@ errors come back with how long to wait (FCM's Retry-After when it sends one).
 
 import asyncio
 import itertools
+import warnings
 from dataclasses import dataclass, field
 
 import firebase_admin
@@ -63,15 +64,20 @@ class FcmChannel:
         result = PushResult()
         if not tokens:
             return result
-        messages = [
-            messaging.Message(
-                token=token, data=data,
-                android=messaging.AndroidConfig(priority="high", ttl=300),
-                apns=messaging.APNSConfig(headers={"apns-priority": "10", "apns-push-type": "background"},
-                                          payload=messaging.APNSPayload(aps=messaging.Aps(content_available=True))),
-            )
-            for token in tokens
-        ]
+        with warnings.catch_warnings():
+            # Phones register FCM registration tokens, which the v1 API takes as `token`; the SDK
+            # now prefers installation ids (`fid`) and warns about `token`.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            messages = [
+                messaging.Message(
+                    token=token, data=data,
+                    android=messaging.AndroidConfig(priority="high", ttl=300),
+                    apns=messaging.APNSConfig(
+                        headers={"apns-priority": "10", "apns-push-type": "background"},
+                        payload=messaging.APNSPayload(aps=messaging.Aps(content_available=True))),
+                )
+                for token in tokens
+            ]
         try:
             async with asyncio.timeout(self._timeout_s):
                 batch = await messaging.send_each_async(messages, app=self._app)
@@ -90,8 +96,9 @@ class FcmChannel:
                 result.retry_after_s = max(result.retry_after_s or 0.0, wait)
         return result
 
-    def close(self) -> None:
-        firebase_admin.delete_app(self._app)
+    async def close(self) -> None:
+        # The SDK closes its async HTTP client with asyncio.run(), which needs a thread of its own.
+        await asyncio.to_thread(firebase_admin.delete_app, self._app)
 
 
 def _retry_after(error: BaseException | None) -> float:

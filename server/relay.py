@@ -118,7 +118,7 @@ class Relay:
         for worker in self.workers.values():
             await worker.close()
         if self._fcm is not None:
-            self._fcm.close()
+            await self._fcm.close()
         if self._cad is not None:
             await self._cad.close()
 
@@ -196,7 +196,7 @@ class Relay:
         for row in rows:
             body = msgspec.json.encode(eido.eido(facts(views[row.alert_id]), agency_id=self._settings.cad_agency_id,
                                                  issuing_element=self._settings.issuing_element))
-            if await self._cad.post(url=row.target, event_id=str(row.event_id), body=body):
+            if await self._cad.post(url=row.target, event_id=str(row.event_id), kind=row.kind, body=body):
                 done.append(row.id)
             else:
                 retry.setdefault(outbox.backoff_s(row.attempts), []).append(row.id)

@@ -1,0 +1,173 @@
+"""Push (firebase-admin against a local FCM v1 endpoint) and the CAD webhook, end to end."""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from notifier.fcm import FcmChannel
+from tests.endpoints import CadReceiver, FakeFcm
+from tests.servers import TAIPEI_101, add_staff, bearer, connect_console, connect_phone, create_user, login, \
+    sos_frame, until_type
+from tests.test_eido import SCHEMA_DIR, eido_validator
+
+PROJECT = "guardian-test"
+CAD_SECRET = "a-test-secret-of-some-length"
+
+
+def fcm_settings(fcm: FakeFcm, **more) -> dict:
+    return {"GUARDIAN_FCM_PROJECT_ID": PROJECT, "GUARDIAN_FCM_ENDPOINT": fcm.url,
+            "GUARDIAN_FCM_ACCESS_TOKEN": "test-access-token", "GUARDIAN_FCM_TIMEOUT_S": "2", **more}
+
+
+@pytest.mark.no_services
+async def test_fcm_channel_sends_high_priority_data_and_sorts_out_failed_tokens():
+    with FakeFcm(hang_s=0) as fcm:
+        channel = FcmChannel(project_id=PROJECT, timeout_s=5, endpoint=fcm.url, access_token="test-access-token")
+        try:
+            result = await channel.send(tokens=["ok-1", "unregistered-2", "invalid-3", "quota-4"],
+                                        data={"type": "sos", "alert_id": "a1"})
+        finally:
+            await channel.close()
+        requests = fcm.wait_for(4)
+    assert (result.sent, sorted(result.dead_tokens), result.retry_tokens) == (1, ["invalid-3", "unregistered-2"],
+                                                                             ["quota-4"])
+    assert result.retry_after_s == 1.0, "FCM's Retry-After is honoured"
+    sent = next(request for request in requests if request["body"]["message"]["token"] == "ok-1")
+    assert sent["path"] == f"/v1/projects/{PROJECT}/messages:send"
+    assert sent["authorization"] == "Bearer test-access-token"
+    message = sent["body"]["message"]
+    assert message["data"] == {"type": "sos", "alert_id": "a1"}
+    assert message["android"]["priority"] == "high"
+    assert message["apns"]["headers"]["apns-priority"] == "10"
+
+
+@pytest.mark.no_services
+async def test_fcm_channel_that_hangs_times_out_as_a_value():
+    with FakeFcm(hang_s=5) as fcm:
+        channel = FcmChannel(project_id=PROJECT, timeout_s=0.5, endpoint=fcm.url, access_token="t")
+        started = time.monotonic()
+        try:
+            result = await channel.send(tokens=["hang-1"], data={"type": "sos"})
+        finally:
+            await channel.close()
+    assert time.monotonic() - started < 2.0
+    assert result.retry_tokens == ["hang-1"] and result.sent == 0
+
+
+async def test_sos_wakes_nearby_officers_and_contacts_and_forgets_dead_tokens(fresh_server, engine):
+    with FakeFcm(hang_s=0) as fcm:
+        server = fresh_server(**fcm_settings(fcm))
+        await add_staff(engine, "near", role="officer")
+        await add_staff(engine, "far", role="officer", precinct="beitou")
+        for name, token, position in (("near", "officer-near-token-0001", (25.0350, 121.5650)),
+                                      ("far", "officer-far-token-00001", (25.1318, 121.4989))):
+            session = login(server, name)
+            assert httpx.post(f"{server.url}/v1/officer/push-token", json={"fcm_token": token},
+                              headers=bearer(session)).status_code == 204
+            assert httpx.post(f"{server.url}/v1/officer/location", json={"lat": position[0], "lon": position[1]},
+                              headers=bearer(session)).status_code == 204
+        _, friend = create_user(server, name="Friend", phone="+886911111111")
+        _, gone = create_user(server, name="Old phone", phone="+886922222222")
+        assert httpx.post(f"{server.url}/v1/me/push-token", json={"fcm_token": "friend-token-0000000001"},
+                          headers=bearer(friend)).status_code == 204
+        httpx.post(f"{server.url}/v1/me/push-token", json={"fcm_token": "unregistered-token-00001"},
+                   headers=bearer(gone))
+        _, token = create_user(server)
+        contacts = {"contacts": [{"name": "Friend", "phone": "+886911111111"},
+                                 {"name": "Old", "phone": "+886922222222"},
+                                 {"name": "No app", "phone": "+886933333333"}]}
+        assert httpx.put(f"{server.url}/v1/me/contacts", json=contacts, headers=bearer(token)).status_code == 200
+        phone, _ = await connect_phone(server, token)
+        await phone.send(json.dumps(sos_frame()))
+        alert_id = (await until_type(phone, "sos_ack"))["alert_id"]
+        requests = fcm.wait_for(3)
+        await asyncio.sleep(0.5)
+        tokens = sorted(request["body"]["message"]["token"] for request in fcm.requests)
+        assert tokens == ["friend-token-0000000001", "officer-near-token-0001", "unregistered-token-00001"]
+        assert {request["body"]["message"]["data"]["alert_id"] for request in requests} == {alert_id}
+        async with engine.connect() as connection:
+            left = set(await connection.scalars(sa.text("SELECT fcm_token FROM push_tokens")))
+        assert left == {"friend-token-0000000001"}, "FCM's unregistered token is forgotten"
+        await phone.close()
+
+
+async def test_failing_or_hanging_fcm_never_delays_the_console(fresh_server, engine):
+    with FakeFcm(hang_s=10) as fcm:
+        server = fresh_server(**fcm_settings(fcm, GUARDIAN_FCM_TIMEOUT_S="8"))
+        await add_staff(engine, "officer", role="officer")
+        session = login(server, "officer")
+        httpx.post(f"{server.url}/v1/officer/push-token", json={"fcm_token": "hang-officer-token-0001"},
+                   headers=bearer(session))
+        httpx.post(f"{server.url}/v1/officer/location", json={"lat": TAIPEI_101[0], "lon": TAIPEI_101[1]},
+                   headers=bearer(session))
+        await add_staff(engine, "desk")
+        console, _ = await connect_console(server, login(server, "desk"))
+        for _ in range(2):  # the second SOS arrives while FCM still hangs on the first
+            _, token = create_user(server)
+            phone, _ = await connect_phone(server, token)
+            started = time.monotonic()
+            await phone.send(json.dumps(sos_frame()))
+            await until_type(phone, "sos_ack", timeout_s=1)
+            await until_type(console, "alert_opened", timeout_s=1)
+            assert time.monotonic() - started < 1.0
+            await phone.close()
+        await console.close()
+
+
+async def test_quota_errors_are_retried_after_fcms_retry_after(fresh_server, engine):
+    with FakeFcm(hang_s=0) as fcm:
+        server = fresh_server(**fcm_settings(fcm))
+        await add_staff(engine, "officer", role="officer")
+        session = login(server, "officer")
+        httpx.post(f"{server.url}/v1/officer/push-token", json={"fcm_token": "quota-officer-token-001"},
+                   headers=bearer(session))
+        httpx.post(f"{server.url}/v1/officer/location", json={"lat": TAIPEI_101[0], "lon": TAIPEI_101[1]},
+                   headers=bearer(session))
+        _, token = create_user(server)
+        phone, _ = await connect_phone(server, token)
+        await phone.send(json.dumps(sos_frame()))
+        await until_type(phone, "sos_ack")
+        requests = fcm.wait_for(2, timeout_s=10)
+        assert len(requests) >= 2, "retried"
+        assert requests[1]["body"]["message"]["token"] == "quota-officer-token-001"
+        await phone.close()
+
+
+async def test_cad_gets_each_alert_event_as_signed_eido_retried_until_2xx(fresh_server, engine):
+    with CadReceiver(fail_first=1) as cad:
+        server = fresh_server(GUARDIAN_CAD_ENDPOINTS=json.dumps([f"{cad.url}/cad"]), GUARDIAN_CAD_SECRET=CAD_SECRET)
+        await add_staff(engine, "desk")
+        console, _ = await connect_console(server, login(server, "desk"))
+        _, token = create_user(server)
+        phone, _ = await connect_phone(server, token)
+        await phone.send(json.dumps(sos_frame()))
+        alert_id = (await until_type(phone, "sos_ack"))["alert_id"]
+        await console.send(json.dumps({"type": "ack", "alert_id": alert_id}))
+        posts = cad.wait_for(2, timeout_s=10)
+        assert cad.seen >= 3, "the first POST failed and was retried"
+        assert len(posts) == 2
+        event_ids = set()
+        for post in posts:
+            headers = {name.lower(): value for name, value in post["headers"].items()}
+            expected = hmac.new(CAD_SECRET.encode(), headers["x-guardian-timestamp"].encode() + b"." + post["body"],
+                                hashlib.sha256).hexdigest()
+            assert headers["x-guardian-signature"] == f"sha256={expected}"
+            event_ids.add(uuid.UUID(headers["x-guardian-event-id"]))
+            document = json.loads(post["body"])
+            assert document["incidentComponent"]["internalIncidentId"] == alert_id
+            if SCHEMA_DIR.exists():
+                assert not list(eido_validator().iter_errors(document))
+        assert len(event_ids) == 2, "a unique event id per change"
+        kinds = sorted(post["headers"]["X-Guardian-Event-Kind"] for post in posts)
+        assert kinds == ["opened", "updated"], "the alert and its change"
+        last = json.loads(posts[-1]["body"])
+        assert last["incidentComponent"]["incidentStatusInternalText"] == ["acknowledged"]
+        await console.close()
+        await phone.close()
