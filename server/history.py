@@ -72,7 +72,7 @@ def _build_store_statement():
     newest = (
         sa.select(inserted)
         .where(inserted.c.suspect.is_(None))
-        .distinct(inserted.c.user_id)
+        .ext(pg.distinct_on(inserted.c.user_id))
         .order_by(inserted.c.user_id, inserted.c.device_ts.desc())
         .subquery("newest")
     )

@@ -1,0 +1,111 @@
+"""Faults around an SOS: a crash between commit and notification, Redis gone, PostgreSQL gone."""
+
+import asyncio
+import json
+import time
+import uuid
+
+import sqlalchemy as sa
+
+from server import alerts, wire
+from server.auth import Device
+from server.config import Settings
+from tests.conftest import TEST_ENV
+from tests.proxy import CuttableProxy
+from tests.servers import add_staff, connect_console, connect_phone, create_user, login, quiet, sos_frame, until_type
+
+
+async def undelivered(engine, alert_id: str) -> int:
+    async with engine.connect() as connection:
+        return await connection.scalar(sa.text(
+            "SELECT count(*) FROM outbox WHERE alert_id = :a AND channel = 'console' AND done_at IS NULL"),
+            {"a": alert_id})
+
+
+async def test_alert_committed_before_a_crash_is_delivered_after_restart(fresh_server, engine):
+    """The state a SIGKILL between commit and notification leaves: the alert and its outbox rows,
+    nothing relayed. The process that starts next delivers it."""
+    server = fresh_server()
+    user_id, _ = create_user(server)
+    await add_staff(engine, "desk")
+    token = login(server, "desk")
+    server.kill()
+    async with engine.connect() as connection:
+        device_id = await connection.scalar(sa.text("SELECT device_id FROM devices WHERE user_id = :u"),
+                                            {"u": user_id})
+    settings = Settings(database_url=TEST_ENV["GUARDIAN_DATABASE_URL"])
+    raised = await alerts.raise_alert(engine=engine, settings=settings, device=Device(device_id, uuid.UUID(user_id)),
+                                      sos=wire.SosFields(**{k: v for k, v in sos_frame().items() if k != "type"}))
+    assert await undelivered(engine, str(raised.alert_id)) == 1
+
+    server.start()
+    console, snapshot = await connect_console(server, token)
+    seen = [alert["alert_id"] for alert in snapshot["alerts"]]
+    seen += [frame["alert"]["alert_id"] for frame in await quiet(console, 2.0) if frame["type"] == "alert_opened"]
+    assert str(raised.alert_id) in seen
+    assert await undelivered(engine, str(raised.alert_id)) == 0, "the relay delivered the outbox row"
+    await console.close()
+
+
+async def test_sigkill_right_after_sos_ack_loses_nothing(fresh_server, engine):
+    server = fresh_server()
+    await add_staff(engine, "desk")
+    token = login(server, "desk")
+    _, phone_token = create_user(server)
+    phone, _ = await connect_phone(server, phone_token)
+    await phone.send(json.dumps(sos_frame()))
+    alert_id = (await until_type(phone, "sos_ack"))["alert_id"]
+    server.kill()
+    server.start()
+    console, snapshot = await connect_console(server, token)
+    assert [alert["alert_id"] for alert in snapshot["alerts"]] == [alert_id]
+    await console.close()
+
+
+async def test_sos_while_redis_is_down_is_acknowledged_and_reaches_consoles(fresh_server, engine):
+    with CuttableProxy(target_port=6379) as proxy:
+        redis_url = f"redis://127.0.0.1:{proxy.port}/15"
+        first, second = fresh_server(GUARDIAN_REDIS_URL=redis_url), fresh_server(GUARDIAN_REDIS_URL=redis_url)
+        await add_staff(engine, "command", role="command")
+        local, _ = await connect_console(first, login(first, "command"))
+        remote, _ = await connect_console(second, login(second, "command"))
+        _, token = create_user(first)
+        phone, _ = await connect_phone(first, token)
+        proxy.cut()
+        started = time.monotonic()
+        await phone.send(json.dumps(sos_frame()))
+        alert_id = (await until_type(phone, "sos_ack", timeout_s=3))["alert_id"]
+        assert time.monotonic() - started < 1.0, "Redis is not on the SOS path"
+        assert (await until_type(local, "alert_opened", timeout_s=2))["alert"]["alert_id"] == alert_id
+        proxy.restore()
+        opened = await until_type(remote, "alert_opened", timeout_s=10)
+        assert opened["alert"]["alert_id"] == alert_id, "the other process's console gets it once Redis is back"
+        assert [frame for frame in await quiet(local, 1.5) if frame["type"] == "alert_opened"] == [], \
+            "and this process's console does not get it twice"
+        for ws in (local, remote, phone):
+            await ws.close()
+
+
+async def test_sos_while_postgresql_is_down_gets_an_error_and_the_retry_succeeds(fresh_server, engine):
+    with CuttableProxy(target_port=5432) as proxy:
+        server = fresh_server(
+            GUARDIAN_DATABASE_URL=f"postgresql+asyncpg://guardian:guardian@127.0.0.1:{proxy.port}/guardian_test")
+        user_id, token = create_user(server)
+        phone, _ = await connect_phone(server, token)
+        frame = sos_frame()
+        proxy.cut()
+        await phone.send(json.dumps(frame))
+        answer = await until_type(phone, "error", timeout_s=40)
+        assert (answer["code"], answer["sos_id"]) == ("unavailable", frame["sos_id"]), "never a false sos_ack"
+        proxy.restore()
+        for _ in range(20):  # the phone retries the same frame until it is acknowledged
+            await phone.send(json.dumps(frame))
+            reply = json.loads(await asyncio.wait_for(phone.recv(), 10))
+            if reply["type"] == "sos_ack":
+                break
+            await asyncio.sleep(0.5)
+        assert reply["type"] == "sos_ack"
+        async with engine.connect() as connection:
+            count = await connection.scalar(sa.text("SELECT count(*) FROM alerts WHERE user_id = :u"), {"u": user_id})
+        assert count == 1
+        await phone.close()
