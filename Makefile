@@ -30,5 +30,6 @@ bench: services
 	@PGPASSWORD=guardian psql -X -q -h 127.0.0.1 -U guardian -d postgres -c "DROP DATABASE IF EXISTS guardian_bench"
 	@bash ops/services.sh guardian_bench
 	@GUARDIAN_DATABASE_URL=$(BENCH_DATABASE_URL) $(VENV)/guardian db upgrade
+	@GUARDIAN_DATABASE_URL=$(BENCH_DATABASE_URL) $(VENV)/guardian jurisdictions demo
 	@ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
 	  GUARDIAN_BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(VENV)/python -m load bench $(BENCH_ARGS)

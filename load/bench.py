@@ -6,15 +6,19 @@ machine's noise for that scenario.
 """
 
 import asyncio
+import multiprocessing
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import httpx
 
-from load import fleet, idle
+from load import fleet, idle, sos
 from load.cpu import CpuMeter
 from load.processes import ServerProcess
 from load.stats import FleetResult, table
@@ -40,7 +44,7 @@ def scenarios(duration_s: float) -> list[Scenario]:
     ]
 
 
-def run_bench(*, duration_s: float, idle_phones: int, procs: int) -> None:
+def run_bench(*, duration_s: float, idle_phones: int, procs: int, only: str | None = None) -> None:
     env = {**os.environ, "GUARDIAN_DATABASE_URL": os.environ.get("GUARDIAN_BENCH_DATABASE_URL", BENCH_DATABASE_URL),
            "GUARDIAN_REDIS_URL": os.environ.get("GUARDIAN_BENCH_REDIS_URL", BENCH_REDIS_URL)}
     full = ServerProcess([sys.executable, "-m", "server", "serve"], env)
@@ -50,12 +54,13 @@ def run_bench(*, duration_s: float, idle_phones: int, procs: int) -> None:
     try:
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
               f"load generator: {procs} process(es) on the same machine", flush=True)
-        needed = max(idle_phones, *(s.phones for s in scenarios(duration_s)))
+        needed = {"sos": 2000, "idle": idle_phones, "pings": max(s.phones for s in scenarios(duration_s))}.get(
+            only, max(idle_phones, *(s.phones for s in scenarios(duration_s))))
         started = time.monotonic()
         tokens = asyncio.run(fleet.create_users(full.url, needed))
         print(f"registered {len(tokens)} users in {time.monotonic() - started:.1f} s", flush=True)
         rows = []
-        for scenario in scenarios(duration_s):
+        for scenario in scenarios(duration_s) if only in (None, "pings") else []:
             results = {}
             for label, server in (("baseline", baseline), ("full", full), ("baseline again", baseline)):
                 plan = replace(scenario.plan, url=server.url)
@@ -65,10 +70,16 @@ def run_bench(*, duration_s: float, idle_phones: int, procs: int) -> None:
                 rows.append({"scenario": scenario.name, "server": label, **results[label].row()})
                 print(table(rows[-1:]), flush=True)
             rows.append(ratio_row(scenario.name, results))
-        print("\nthroughput and ack latency\n" + table(rows), flush=True)
-        print(f"\nrunning: {idle_phones} idle phones against full ...", flush=True)
-        report = asyncio.run(idle.hold(full.url, tokens[:idle_phones], server_pid=full.pid, hold_s=10))
-        print(table([{key: str(value) for key, value in report.items()}]), flush=True)
+        if rows:
+            print("\nthroughput and ack latency\n" + table(rows), flush=True)
+        if only in (None, "sos"):
+            stream, sos_row = run_sos_scenario(full, tokens[:2000], env)
+            print("\nSOS while 2000 phones stream (10,000 pings/s offered)\n" + table([stream]) + "\n"
+                  + table([sos_row]), flush=True)
+        if only in (None, "idle"):
+            print(f"\nrunning: {idle_phones} idle phones against full ...", flush=True)
+            report = asyncio.run(idle.hold(full.url, tokens[:idle_phones], server_pid=full.pid, hold_s=10))
+            print(table([{key: str(value) for key, value in report.items()}]), flush=True)
     finally:
         full.stop()
         baseline.stop()
@@ -93,3 +104,46 @@ def ratio_row(name: str, results: dict[str, FleetResult]) -> dict[str, str]:
     ratio = results["full"].acked_per_s / mean if mean else float("nan")
     return {"scenario": name, "server": "full/baseline", "acked pings/s": f"{ratio:.2f}",
             "sent": f"noise {noise:.0%}"}
+
+
+SOS_COUNT = 100
+SOS_SPREAD_S = 10.0
+SOS_CONSOLES = 20
+BENCH_USERNAME = "bench-command"
+
+
+def add_command_centre(env: dict[str, str], username: str, password: str) -> None:
+    """A command-centre account, made the way an operator makes one."""
+    with tempfile.TemporaryDirectory() as folder:
+        password_file = Path(folder) / "password"
+        password_file.write_text(password + "\n")
+        subprocess.run([sys.executable, "-m", "server", "dispatcher", "add", "--username", username,
+                        "--password-file", str(password_file), "--all-precincts"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def run_sos_scenario(full: ServerProcess, phone_tokens: list[str], env: dict[str, str], *,
+                     sos_count: int = SOS_COUNT, consoles: int = SOS_CONSOLES, spread_s: float = SOS_SPREAD_S,
+                     rate_hz: float = 5.0, duration_s: float = 20.0) -> tuple[dict, dict]:
+    """Phones stream (`len(phone_tokens)` x `rate_hz`) while `sos_count` SOS go out over `spread_s`
+    and `consoles` consoles watch. Returns the stream's row and the SOS row."""
+    password = "bench password " + os.urandom(8).hex()
+    add_command_centre(env, BENCH_USERNAME, password)
+    sos_tokens = asyncio.run(fleet.create_users(full.url, sos_count))
+    console_tokens = sos.console_tokens(full.url, BENCH_USERNAME, password, consoles)
+    plan = fleet.Plan(url=full.url, rate_hz=rate_hz, batch=1, duration_s=duration_s, warmup_s=5)
+    connect_lead_s = 1.0 + len(phone_tokens) / fleet.CONNECTS_PER_S
+    sos_at_wall = time.time() + connect_lead_s + plan.warmup_s + 2.0
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    raiser = context.Process(target=sos.run_in_process, args=(dict(
+        url=full.url, sos_tokens=sos_tokens, console_tokens=console_tokens, spread_s=spread_s,
+        start_at_wall=sos_at_wall), results))
+    raiser.start()
+    print(f"running: {len(phone_tokens)} phones x {rate_hz:g} Hz with {sos_count} SOS over {spread_s:g} s and "
+          f"{consoles} consoles ...", flush=True)
+    stream = fleet.run(phone_tokens, plan, connect_lead_s=connect_lead_s, meter=CpuMeter(full.pid))
+    outcome = results.get(timeout=120)
+    raiser.join(10)
+    wait_until_drained(full)
+    return {"scenario": "stream during SOS", **stream.row()}, outcome.row()

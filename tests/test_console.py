@@ -228,3 +228,28 @@ async def test_phone_reconnecting_during_an_alert_is_asked_to_report_fast(server
                                  "lon": 121.56}))
     await until_ack(phone, 0)
     await phone.close()
+
+
+async def test_duress_cancel_keeps_the_alert_on_the_console_marked_and_hides_what_follows_from_the_phone(
+        server, engine):
+    await add_staff(engine, "desk")
+    console, _ = await connect_console(server, login(server, "desk"))
+    _, token = create_user(server)
+    assert httpx.put(f"{server.url}/v1/me/pins", json={"pin": "1234", "duress_pin": "9999"},
+                     headers=bearer(token)).status_code == 204
+    phone, alert_id = await raise_sos(server, token)
+    await until_type(console, "alert_opened")
+    await phone.send(json.dumps({"type": "sos_cancel", "alert_id": alert_id, "pin": "9999"}))
+    assert (await until_type(phone, "alert_status"))["status"] == "cancelled"
+    updated = await until_type(console, "alert_updated")
+    assert (updated["alert"]["status"], updated["alert"]["duress"]) == ("open", True)
+    await console.send(json.dumps({"type": "ack", "alert_id": alert_id}))
+    assert (await until_type(console, "alert_updated"))["alert"]["status"] == "acknowledged"
+    heard = await quiet(phone, 1.0)
+    assert [frame for frame in heard if frame["type"] == "alert_status"] == [], \
+        "the phone (perhaps in an attacker's hand) hears nothing more"
+    await console.close()
+    console, snapshot = await connect_console(server, login(server, "desk"))
+    assert [(alert["alert_id"], alert["duress"]) for alert in snapshot["alerts"]] == [(alert_id, True)]
+    for ws in (console, phone):
+        await ws.close()

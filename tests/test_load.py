@@ -32,3 +32,18 @@ def test_the_fleet_streams_into_the_baseline(test_env):
     finally:
         baseline.stop()
     assert row["phones"] == "5/5" and row["errors"] == "0" and int(row["acked"].replace(",", "")) > 0
+
+
+async def test_the_sos_scenario_times_every_sos_on_every_console(fresh_server, test_env):
+    import asyncio
+
+    from load import bench, fleet
+
+    server = fresh_server()
+    phones = await fleet.create_users(server.url, 10)
+    stream, sos_row = await asyncio.to_thread(bench.run_sos_scenario, server, phones, test_env, sos_count=5,
+                                              consoles=2, spread_s=1.0, rate_hz=2.0, duration_s=3.0)
+    assert stream["phones"] == "10/10" and stream["errors"] == "0"
+    assert sos_row["SOS raised/acked"] == "5/5"
+    assert (sos_row["delivered once"], sos_row["missing"], sos_row["duplicates"]) == ("10/10", "0", "0")
+    assert float(sos_row["p99 ms"]) < 5000
