@@ -25,6 +25,9 @@ class Event:
     phone_status: str | None = None
 
 
+RESYNC = Event(type="resync", alert_id="", user_id="", precincts=(), frame={})
+
+
 class Mailbox:
     """A bounded queue of frames for one console; `overflowed` once an offer found it full."""
 
@@ -80,6 +83,12 @@ class Hub:
             callbacks.discard(deliver)
             if not callbacks:
                 del self._phones[user_id]
+
+    def resync(self) -> None:
+        """Live events may have been lost (the cross-process link was down): every console is
+        asked to reload its snapshot."""
+        for console in self._consoles:
+            console.mailbox.offer(RESYNC)
 
     @property
     def console_count(self) -> int:

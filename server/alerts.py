@@ -31,6 +31,7 @@ class Raised:
     sos_id: uuid.UUID
     phone_status: str
     created: bool
+    event_id: uuid.UUID | None = None  # the `opened` event, when this call created the alert
 
     def frame(self) -> dict:
         return {"type": "sos_ack", "sos_id": str(self.sos_id), "alert_id": str(self.alert_id),
@@ -117,8 +118,8 @@ async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device
             ).on_conflict_do_nothing(constraint="alerts_user_sos").returning(alerts.c.alert_id))
         if inserted is None:  # the same sos_id, raised concurrently (another socket, HTTP)
             return await _existing(connection, device.user_id, sos_id)
-        await outbox.add(connection=connection, settings=settings, alert_id=alert_id, kind="opened")
-    return Raised(alert_id, sos_id, "open", created=True)
+        event_id = await outbox.add(connection=connection, settings=settings, alert_id=alert_id, kind="opened")
+    return Raised(alert_id, sos_id, "open", created=True, event_id=event_id)
 
 
 def _alert_id(value: object) -> uuid.UUID:

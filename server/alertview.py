@@ -125,9 +125,13 @@ async def _notes(*, connection: AsyncConnection, alert_ids: list[uuid.UUID]) -> 
     return notes
 
 
+def audit_rows(*, viewer: Staff, views: list[View], context: str) -> list[dict]:
+    """Rows of audit_reads: this staff member was shown these alerts' locations."""
+    return [{"staff_id": viewer.staff_id, "alert_id": uuid.UUID(view.alert["alert_id"]),
+             "user_id": uuid.UUID(view.user_id), "context": context} for view in views]
+
+
 async def audit(*, connection: AsyncConnection, viewer: Staff, views: list[View], context: str) -> None:
-    """Record that this staff member was shown these alerts' locations."""
+    """Record, in the caller's transaction, that this staff member was shown these alerts."""
     if views:
-        await connection.execute(pg.insert(audit_reads), [
-            {"staff_id": viewer.staff_id, "alert_id": uuid.UUID(view.alert["alert_id"]),
-             "user_id": uuid.UUID(view.user_id), "context": context} for view in views])
+        await connection.execute(pg.insert(audit_reads), audit_rows(viewer=viewer, views=views, context=context))

@@ -5,9 +5,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from redis.backoff import ConstantBackoff
+from redis.retry import Retry
 
 from notifier.hub import Hub
 from server import alerts, api, console, db, desk, errors, hotstate, me, phone
+from server.auditlog import AuditLog
 from server.config import Settings
 from server.fanout import Fanout
 from server.ingest import Ingest
@@ -20,8 +23,11 @@ log = logging.getLogger(__name__)
 
 
 def connect_redis(settings: Settings, *, read_timeout_s: float | None = 2.0) -> Redis:
+    """A Redis client that gives up fast: the callers decide what a lost Redis means (redis-py's
+    default retries back off for up to ten seconds, which would stall fan-out after an outage)."""
     return Redis.from_url(settings.redis_url, socket_timeout=read_timeout_s, socket_connect_timeout=2.0,
-                          health_check_interval=10 if read_timeout_s is None else 0)
+                          health_check_interval=10 if read_timeout_s is None else 0,
+                          retry=Retry(ConstantBackoff(0.1), 1))
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -30,6 +36,8 @@ def create_app(settings: Settings) -> FastAPI:
         async with AsyncExitStack() as stack:
             engine = db.create_engine(settings)
             stack.push_async_callback(engine.dispose)
+            alert_engine = db.create_engine(settings, pool_size=settings.alert_pool_size)
+            stack.push_async_callback(alert_engine.dispose)
             redis = connect_redis(settings)
             stack.push_async_callback(redis.aclose)
             subscriber = connect_redis(settings, read_timeout_s=None)
@@ -57,6 +65,9 @@ def create_app(settings: Settings) -> FastAPI:
             )
             ingest.start()
             stack.push_async_callback(ingest.close)
+            audit_log = AuditLog(engine=engine)
+            audit_log.start()
+            stack.push_async_callback(audit_log.close)
             app.state.services = Services(
                 settings=settings,
                 engine=engine,
@@ -65,6 +76,8 @@ def create_app(settings: Settings) -> FastAPI:
                 rate_limiter=RateLimiter(rate_per_s=settings.rate_pings_per_s, burst=settings.rate_burst_pings),
                 fanout=fanout,
                 relay=relay,
+                audit_log=audit_log,
+                alert_engine=alert_engine,
             )
             yield
 

@@ -14,7 +14,7 @@ import msgspec
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from notifier.hub import ConsoleSubscriber, Event, Mailbox
+from notifier.hub import RESYNC, ConsoleSubscriber, Event, Mailbox
 from server import alerts, alertview, errors, staff, wire
 from server.ingest import STORAGE_ERRORS, describe
 from server.services import Services
@@ -59,6 +59,10 @@ class ConsoleSession:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            for task in done:
+                error = task.exception()
+                if error is not None and not isinstance(error, WebSocketDisconnect | OSError):
+                    log.error("console of %s ended by %s", self._member.username, describe(error))
             if slow in done:
                 log.warning("console of %s too slow; disconnected", self._member.username)
                 await self._close(errors.CLOSE_TRY_AGAIN, "too slow; reconnect for a snapshot")
@@ -84,18 +88,24 @@ class ConsoleSession:
         in_snapshot = set(audited)
         while True:
             event: Event = await self._subscriber.mailbox.get()
+            if event is RESYNC:
+                await self._send_snapshot()
+                audited.update(self._subscriber.known_alerts)
+                continue
             if event.type == "alert_opened" and event.alert_id in in_snapshot:
                 continue  # opened while the snapshot was read: the snapshot already holds it
             if event.type != "alert_location" and event.alert_id not in audited:
-                await self._audit(event)
+                # Recorded alongside, not before: the dispatcher's screen never waits for the audit
+                # log (it is group-committed within milliseconds, and retried if PostgreSQL is away).
                 audited.add(event.alert_id)
+                await asyncio.gather(self._audit(event), self._ws.send_text(wire.encode(event.frame)))
+                continue
             await self._ws.send_text(wire.encode(event.frame))
 
-    async def _audit(self, event: Event) -> None:
+    async def _audit(self, event: Event) -> bool:
         view = alertview.View(alert=event.frame["alert"], user_id=event.user_id, precincts=event.precincts,
                               phone_status=event.phone_status or "", status=event.frame["alert"]["status"])
-        async with self._services.engine.begin() as connection:
-            await alertview.audit(connection=connection, viewer=self._member, views=[view], context="live")
+        return await self._services.audit_log.record(alertview.audit_rows(viewer=self._member, views=[view], context="live"))
 
     async def _read(self) -> None:
         while True:

@@ -28,7 +28,7 @@ from server.ingest import describe
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 0.5
-RESUBSCRIBE_DELAY_S = 1.0
+RESUBSCRIBE_DELAY_S = 0.5
 
 
 class _Message(msgspec.Struct):
@@ -116,10 +116,16 @@ class Fanout:
 
     async def _listen(self) -> None:
         """Deliver other processes' events to this hub; resubscribe after Redis comes back."""
+        lost = False
         while True:
             try:
                 async with self._subscriber.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(keys.EVENTS_CHANNEL)
+                    if lost:
+                        # What other processes published meanwhile is gone: consoles reload.
+                        log.warning("event subscription restored; consoles resync")
+                        self.hub.resync()
+                        lost = False
                     async for raw in pubsub.listen():
                         try:
                             message = self._decoder.decode(raw["data"])
@@ -129,4 +135,7 @@ class Fanout:
                             self._deliver(message)
             except (RedisError, OSError, TimeoutError) as error:
                 log.warning("event subscription lost (%s); retrying", describe(error))
+                lost = True
+                # Pooled connections died with it; a stale one would hang the next subscribe.
+                await self._subscriber.connection_pool.disconnect()
                 await asyncio.sleep(RESUBSCRIBE_DELAY_S)

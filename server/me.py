@@ -61,10 +61,11 @@ async def post_sos(request: Request, device: Device) -> JSONResponse:
         raise wire.FrameError("too_large", "an SOS body is at most 64 KiB")
     sos = wire.decode_sos(body)
     try:
-        raised = await alerts.raise_alert(engine=services.engine, settings=services.settings, device=device, sos=sos)
+        raised = await alerts.raise_alert(engine=services.alert_engine, settings=services.settings, device=device, sos=sos)
     except STORAGE_ERRORS as error:
         raise wire.FrameError("unavailable", f"not stored ({describe(error)}); retry with the same sos_id") from None
-    services.relay.kick()
+    if raised.created:
+        services.relay.opened(raised)
     return JSONResponse(raised.frame(), status_code=201 if raised.created else 200)
 
 

@@ -61,6 +61,11 @@ async def complete(*, connection: AsyncConnection, ids: list[int]) -> None:
         await connection.execute(outbox.update().where(outbox.c.id.in_(ids)).values(done_at=sa.func.now()))
 
 
+async def complete_event(*, connection: AsyncConnection, event_id: uuid.UUID, channel: str) -> None:
+    await connection.execute(outbox.update().where(outbox.c.event_id == event_id, outbox.c.channel == channel,
+                                                   outbox.c.done_at.is_(None)).values(done_at=sa.func.now()))
+
+
 async def postpone(*, connection: AsyncConnection, ids: list[int], delay_s: float) -> None:
     if ids:
         await connection.execute(outbox.update().where(outbox.c.id.in_(ids))

@@ -149,10 +149,10 @@ class PhoneSession:
         services = self._services
         try:
             if isinstance(frame, wire.Sos):
-                raised = await alerts.raise_alert(engine=services.engine, settings=services.settings,
+                raised = await alerts.raise_alert(engine=services.alert_engine, settings=services.settings,
                                                   device=self._device, sos=frame)
             else:
-                alert_id = await alerts.cancel(engine=services.engine, settings=services.settings,
+                alert_id = await alerts.cancel(engine=services.alert_engine, settings=services.settings,
                                                user_id=self._device.user_id, alert_id=frame.alert_id, pin=frame.pin)
         except STORAGE_ERRORS as error:
             log.error("SOS frame not committed, storage unavailable: %s", describe(error))
@@ -161,7 +161,10 @@ class PhoneSession:
                 refusal["sos_id"] = frame.sos_id
             self._send(wire.encode(refusal))
             return
-        services.relay.kick()
+        if isinstance(frame, wire.Sos) and raised.created:
+            services.relay.opened(raised)
+        else:
+            services.relay.kick()
         if isinstance(frame, wire.Sos):
             self._told[str(raised.alert_id)] = raised.phone_status
             self._send(wire.encode(raised.frame()))

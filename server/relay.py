@@ -71,6 +71,11 @@ class Worker:
                     pass
             except STORAGE_ERRORS as error:
                 log.error("relay %s: storage unavailable (%s); retrying", self.channel, describe(error))
+            except Exception:
+                # A bug in one delivery must not end the channel: its rows stay leased and come
+                # back when the lease runs out. Logged with the traceback, never swallowed quietly.
+                log.exception("relay %s: delivery failed; its rows will be retried", self.channel)
+                await asyncio.sleep(POLL_INTERVAL_S)
 
     async def _round(self) -> bool:
         """One lease-deliver-record round; True when it leased a full batch (more may be due)."""
@@ -99,6 +104,7 @@ class Relay:
                      if settings.fcm_project_id else None)
         self._cad = (CadChannel(secret=settings.cad_secret.encode(), timeout_s=settings.cad_timeout_s)
                      if settings.cad_endpoints else None)
+        self._rushing: set[asyncio.Task] = set()
         self.workers = {
             outbox.CONSOLE: Worker(channel=outbox.CONSOLE, engine=engine, settings=settings, deliver=self._consoles),
             outbox.PUSH: Worker(channel=outbox.PUSH, engine=engine, settings=settings, deliver=self._push),
@@ -114,7 +120,33 @@ class Relay:
         for worker in self.workers.values():
             worker.kick()
 
+    def opened(self, raised) -> None:
+        """A new alert was committed: take it to the consoles at once, without waiting for the
+        console worker's lease; the worker remains the fallback (a repeat is dropped by event id)."""
+        for channel, worker in self.workers.items():
+            if channel != outbox.CONSOLE:
+                worker.kick()
+        task = asyncio.create_task(self._rush(raised.alert_id, raised.event_id), name="relay-rush")
+        self._rushing.add(task)
+        task.add_done_callback(self._rushing.discard)
+
+    async def _rush(self, alert_id: uuid.UUID, event_id: uuid.UUID) -> None:
+        try:
+            async with self._engine.connect() as connection:
+                [view] = await alertview.load(connection=connection, alert_ids=[alert_id],
+                                              track_points=self._settings.alert_track_points)
+            if await self._fanout.publish_alert(view, kind="opened", event_id=str(event_id)):
+                async with self._engine.begin() as connection:
+                    await outbox.complete_event(connection=connection, event_id=event_id, channel=outbox.CONSOLE)
+                return
+        except STORAGE_ERRORS as error:
+            log.warning("alert %s left to the console worker: %s", alert_id, describe(error))
+        self.workers[outbox.CONSOLE].kick()
+
     async def close(self) -> None:
+        for task in list(self._rushing):
+            task.cancel()
+        await asyncio.gather(*self._rushing, return_exceptions=True)
         for worker in self.workers.values():
             await worker.close()
         if self._fcm is not None:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server.auditlog import AuditLog
 from server.config import Settings
 from server.fanout import Fanout
 from server.ingest import Ingest
@@ -21,3 +22,6 @@ class Services:
     rate_limiter: RateLimiter
     fanout: Fanout
     relay: Relay
+    audit_log: AuditLog
+    # The alert path's own pool: phones connecting or posting pings can never starve an SOS of connections.
+    alert_engine: AsyncEngine

@@ -150,7 +150,7 @@ async def test_cad_gets_each_alert_event_as_signed_eido_retried_until_2xx(fresh_
         await phone.send(json.dumps(sos_frame()))
         alert_id = (await until_type(phone, "sos_ack"))["alert_id"]
         await console.send(json.dumps({"type": "ack", "alert_id": alert_id}))
-        posts = cad.wait_for(2, timeout_s=10)
+        posts = cad.wait_for(2, timeout_s=20)
         assert cad.seen >= 3, "the first POST failed and was retried"
         assert len(posts) == 2
         event_ids = set()

@@ -1,0 +1,84 @@
+"""The audit log of dispatchers' reads, group-committed.
+
+Every console that is shown an alert records one row (who, which alert, when). An
+SOS reaching twenty consoles would cost twenty transactions; instead rows from all
+consoles of this process are gathered for a few milliseconds and committed as one
+statement, and each console waits for its row's commit before it shows the alert.
+If PostgreSQL cannot take them, the alert is shown anyway (reaching a dispatcher
+comes first) and the rows wait, bounded, for the next attempt.
+"""
+
+import asyncio
+import logging
+
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from server.ingest import STORAGE_ERRORS, describe
+from server.tables import audit_reads
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.003
+COMMIT_WAIT_S = 1.0
+MAX_PENDING_ROWS = 100_000
+
+
+class AuditLog:
+    def __init__(self, *, engine: AsyncEngine):
+        self._engine = engine
+        self._rows: list[dict] = []
+        self._waiters: list[asyncio.Future] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="audit-log")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._rows:
+            await self._flush()
+
+    async def record(self, rows: list[dict]) -> bool:
+        """Queue rows of audit_reads; True once they are committed (False: kept for a retry)."""
+        if len(self._rows) + len(rows) > MAX_PENDING_ROWS:
+            log.error("audit log backlog full: %d reads not recorded", len(rows))
+            return False
+        waiter = asyncio.get_running_loop().create_future()
+        self._rows.extend(rows)
+        self._waiters.append(waiter)
+        self._wake.set()
+        try:
+            async with asyncio.timeout(COMMIT_WAIT_S):
+                return await asyncio.shield(waiter)
+        except TimeoutError:
+            return False
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            self._wake.clear()
+            if not await self._flush():
+                await asyncio.sleep(1.0)
+                self._wake.set()
+
+    async def _flush(self) -> bool:
+        rows, waiters = self._rows, self._waiters
+        self._rows, self._waiters = [], []
+        try:
+            async with self._engine.begin() as connection:
+                await connection.execute(pg.insert(audit_reads), rows)
+        except STORAGE_ERRORS as error:
+            log.error("audit log: %d reads not yet recorded (%s); retrying", len(rows), describe(error))
+            self._rows[:0] = rows
+            outcome = False
+        else:
+            outcome = True
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(outcome)
+        return outcome
