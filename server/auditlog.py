@@ -3,9 +3,9 @@
 Every console that is shown an alert records one row (who, which alert, when). An
 SOS reaching twenty consoles would cost twenty transactions; instead rows from all
 consoles of this process are gathered for a few milliseconds and committed as one
-statement, and each console waits for its row's commit before it shows the alert.
-If PostgreSQL cannot take them, the alert is shown anyway (reaching a dispatcher
-comes first) and the rows wait, bounded, for the next attempt.
+statement. A console queues its rows and shows the alert without waiting: reaching a
+dispatcher comes first, and a console stalled on a busy pool would delay every alert
+after it. If PostgreSQL cannot take the rows they wait, bounded, for the next attempt.
 """
 
 import asyncio
@@ -42,15 +42,19 @@ class AuditLog:
         if self._rows:
             await self._flush()
 
-    async def record(self, rows: list[dict]) -> bool:
-        """Queue rows of audit_reads; True once they are committed (False: kept for a retry)."""
+    def add(self, rows: list[dict]) -> None:
+        """Queue rows of audit_reads for the next group commit (within milliseconds)."""
         if len(self._rows) + len(rows) > MAX_PENDING_ROWS:
             log.error("audit log backlog full: %d reads not recorded", len(rows))
-            return False
-        waiter = asyncio.get_running_loop().create_future()
+            return
         self._rows.extend(rows)
-        self._waiters.append(waiter)
         self._wake.set()
+
+    async def record(self, rows: list[dict]) -> bool:
+        """Queue rows and wait for their commit; True once committed (False: kept for a retry)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.add(rows)
+        self._waiters.append(waiter)
         try:
             async with asyncio.timeout(COMMIT_WAIT_S):
                 return await asyncio.shield(waiter)
@@ -67,6 +71,8 @@ class AuditLog:
                 self._wake.set()
 
     async def _flush(self) -> bool:
+        if not self._rows:
+            return True
         rows, waiters = self._rows, self._waiters
         self._rows, self._waiters = [], []
         try:

@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     flush_interval_ms: float = 5.0
     ingest_queue_rows: int = 50_000
     db_pool_size: int = 10
-    alert_pool_size: int = 5
+    alert_pool_size: int = 10
 
     hello_timeout_s: float = 5.0
     max_frame_bytes: int = 64 * 1024

@@ -95,17 +95,16 @@ class ConsoleSession:
             if event.type == "alert_opened" and event.alert_id in in_snapshot:
                 continue  # opened while the snapshot was read: the snapshot already holds it
             if event.type != "alert_location" and event.alert_id not in audited:
-                # Recorded alongside, not before: the dispatcher's screen never waits for the audit
-                # log (it is group-committed within milliseconds, and retried if PostgreSQL is away).
+                # Queued, not awaited: the dispatcher's screen never waits for the audit log (it is
+                # group-committed within milliseconds, and retried if PostgreSQL is away).
                 audited.add(event.alert_id)
-                await asyncio.gather(self._audit(event), self._ws.send_text(wire.encode(event.frame)))
-                continue
+                self._audit(event)
             await self._ws.send_text(wire.encode(event.frame))
 
-    async def _audit(self, event: Event) -> bool:
+    def _audit(self, event: Event) -> None:
         view = alertview.View(alert=event.frame["alert"], user_id=event.user_id, precincts=event.precincts,
                               phone_status=event.phone_status or "", status=event.frame["alert"]["status"])
-        return await self._services.audit_log.record(alertview.audit_rows(viewer=self._member, views=[view], context="live"))
+        self._services.audit_log.add(alertview.audit_rows(viewer=self._member, views=[view], context="live"))
 
     async def _read(self) -> None:
         while True:
