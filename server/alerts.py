@@ -95,9 +95,7 @@ async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device
     sos_id = _sos_id(sos.sos_id)
     now = datetime.now(UTC)
     async with engine.begin() as connection:
-        existing = await _existing(connection, device.user_id, sos_id)
-        if existing is not None:
-            return existing
+        # No look-up first: a retry is rare, and the insert below detects it (one round trip fewer).
         last = await history.last_location(connection=connection, user_id=device.user_id)
         located = locate(sos, previous=None if last is None else last.fix, now=now, limits=settings.limits)
         fix = located.fix
