@@ -111,7 +111,7 @@ async def _raise(url: str, token: str, at: float, result: SosResult, sent: dict)
 
 
 async def run(*, url: str, sos_tokens: list[str], console_tokens: list[str], spread_s: float,
-              start_at_wall: float, settle_s: float = 3.0) -> SosResult:
+              start_at_wall: float, settle_s: float = 30.0) -> SosResult:
     """Consoles connect first; SOS go out from `start_at_wall`, evenly over `spread_s`."""
     result, opened_at, sent = SosResult(), {}, {}
     stop = asyncio.Event()
@@ -122,7 +122,10 @@ async def run(*, url: str, sos_tokens: list[str], console_tokens: list[str], spr
     start = time.monotonic() + max(0.0, start_at_wall - time.time())
     step = spread_s / max(1, len(sos_tokens))
     await asyncio.gather(*(_raise(url, token, start + i * step, result, sent) for i, token in enumerate(sos_tokens)))
-    await asyncio.sleep(settle_s)
+    # Late is not lost: wait (bounded) for every console to be shown every acknowledged SOS.
+    deadline = time.monotonic() + settle_s
+    while len(opened_at) < result.acked * len(console_tokens) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     stop.set()
     await asyncio.gather(*consoles, return_exceptions=True)
     for (index, alert_id), at in opened_at.items():

@@ -45,13 +45,21 @@ class CuttableProxy:
         await self._server.wait_closed()
 
     async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self._open:
-            writer.transport.abort()
-            return
-        upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
-        self._writers.update((writer, upstream_writer))
-        await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer),
-                             return_exceptions=True)
+        upstream_writer = None
+        try:
+            if not self._open:
+                return
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+            self._writers.update((writer, upstream_writer))
+            await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer),
+                                 return_exceptions=True)
+        finally:
+            # Closed on every way out (a cut, a shutdown mid-connect), or the garbage collector
+            # finds the socket later and warns inside some other test.
+            for end in (writer, upstream_writer):
+                if end is not None:
+                    end.transport.abort()
+                    self._writers.discard(end)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -26,6 +26,16 @@ def fcm_settings(fcm: FakeFcm, **more) -> dict:
             "GUARDIAN_FCM_ACCESS_TOKEN": "test-access-token", "GUARDIAN_FCM_TIMEOUT_S": "2", **more}
 
 
+async def add_officer(server, engine, username: str, fcm_token: str, position=TAIPEI_101, precinct="xinyi") -> None:
+    """An officer whose phone has reported its FCM token and where it is."""
+    await add_staff(engine, username, role="officer", precinct=precinct)
+    session = login(server, username)
+    assert httpx.post(f"{server.url}/v1/officer/push-token", json={"fcm_token": fcm_token},
+                      headers=bearer(session)).status_code == 204
+    assert httpx.post(f"{server.url}/v1/officer/location", json={"lat": position[0], "lon": position[1]},
+                      headers=bearer(session)).status_code == 204
+
+
 @pytest.mark.no_services
 async def test_fcm_channel_sends_high_priority_data_and_sorts_out_failed_tokens():
     with FakeFcm(hang_s=0) as fcm:
@@ -64,15 +74,9 @@ async def test_fcm_channel_that_hangs_times_out_as_a_value():
 async def test_sos_wakes_nearby_officers_and_contacts_and_forgets_dead_tokens(fresh_server, engine):
     with FakeFcm(hang_s=0) as fcm:
         server = fresh_server(**fcm_settings(fcm))
-        await add_staff(engine, "near", role="officer")
-        await add_staff(engine, "far", role="officer", precinct="beitou")
-        for name, token, position in (("near", "officer-near-token-0001", (25.0350, 121.5650)),
-                                      ("far", "officer-far-token-00001", (25.1318, 121.4989))):
-            session = login(server, name)
-            assert httpx.post(f"{server.url}/v1/officer/push-token", json={"fcm_token": token},
-                              headers=bearer(session)).status_code == 204
-            assert httpx.post(f"{server.url}/v1/officer/location", json={"lat": position[0], "lon": position[1]},
-                              headers=bearer(session)).status_code == 204
+        await add_officer(server, engine, "near", "officer-near-token-0001", position=(25.0350, 121.5650))
+        await add_officer(server, engine, "far", "officer-far-token-00001", position=(25.1318, 121.4989),
+                          precinct="beitou")
         _, friend = create_user(server, name="Friend", phone="+886911111111")
         _, gone = create_user(server, name="Old phone", phone="+886922222222")
         assert httpx.post(f"{server.url}/v1/me/push-token", json={"fcm_token": "friend-token-0000000001"},
@@ -101,12 +105,7 @@ async def test_sos_wakes_nearby_officers_and_contacts_and_forgets_dead_tokens(fr
 async def test_failing_or_hanging_fcm_never_delays_the_console(fresh_server, engine):
     with FakeFcm(hang_s=10) as fcm:
         server = fresh_server(**fcm_settings(fcm, GUARDIAN_FCM_TIMEOUT_S="8"))
-        await add_staff(engine, "officer", role="officer")
-        session = login(server, "officer")
-        httpx.post(f"{server.url}/v1/officer/push-token", json={"fcm_token": "hang-officer-token-0001"},
-                   headers=bearer(session))
-        httpx.post(f"{server.url}/v1/officer/location", json={"lat": TAIPEI_101[0], "lon": TAIPEI_101[1]},
-                   headers=bearer(session))
+        await add_officer(server, engine, "officer", "hang-officer-token-0001")
         await add_staff(engine, "desk")
         console, _ = await connect_console(server, login(server, "desk"))
         for _ in range(2):  # the second SOS arrives while FCM still hangs on the first
@@ -124,12 +123,7 @@ async def test_failing_or_hanging_fcm_never_delays_the_console(fresh_server, eng
 async def test_quota_errors_are_retried_after_fcms_retry_after(fresh_server, engine):
     with FakeFcm(hang_s=0) as fcm:
         server = fresh_server(**fcm_settings(fcm))
-        await add_staff(engine, "officer", role="officer")
-        session = login(server, "officer")
-        httpx.post(f"{server.url}/v1/officer/push-token", json={"fcm_token": "quota-officer-token-001"},
-                   headers=bearer(session))
-        httpx.post(f"{server.url}/v1/officer/location", json={"lat": TAIPEI_101[0], "lon": TAIPEI_101[1]},
-                   headers=bearer(session))
+        await add_officer(server, engine, "officer", "quota-officer-token-001")
         _, token = create_user(server)
         phone, _ = await connect_phone(server, token)
         await phone.send(json.dumps(sos_frame()))

@@ -190,11 +190,16 @@ async def raise_on(ws) -> str:
     return (await until_type(ws, "sos_ack"))["alert_id"]
 
 
-async def test_normal_pin_cancels_the_alert(server, engine):
+async def alert_with_pins(server) -> tuple[str, object, str]:
+    """A user with PINs set (1234, duress 9999) and an open alert: (user id, phone socket, alert id)."""
     user_id, token = create_user(server)
     assert set_pins(server, token).status_code == 204
     ws, _ = await connect_phone(server, token)
-    alert_id = await raise_on(ws)
+    return user_id, ws, await raise_on(ws)
+
+
+async def test_normal_pin_cancels_the_alert(server, engine):
+    user_id, ws, alert_id = await alert_with_pins(server)
     await ws.send(json.dumps({"type": "sos_cancel", "alert_id": alert_id, "pin": "1234"}))
     status = await until_type(ws, "alert_status")
     assert (status["alert_id"], status["status"]) == (alert_id, "cancelled")
@@ -205,10 +210,7 @@ async def test_normal_pin_cancels_the_alert(server, engine):
 
 
 async def test_duress_pin_shows_cancelled_to_the_phone_while_the_alert_goes_on(server, engine):
-    user_id, token = create_user(server)
-    set_pins(server, token)
-    ws, _ = await connect_phone(server, token)
-    alert_id = await raise_on(ws)
+    user_id, ws, alert_id = await alert_with_pins(server)
     await ws.send(json.dumps({"type": "sos_cancel", "alert_id": alert_id, "pin": "9999"}))
     status = await until_type(ws, "alert_status")
     assert status == {"type": "alert_status", "alert_id": alert_id, "status": "cancelled"}
@@ -221,10 +223,7 @@ async def test_duress_pin_shows_cancelled_to_the_phone_while_the_alert_goes_on(s
 
 
 async def test_wrong_pins_are_limited(server, engine):
-    user_id, token = create_user(server)
-    set_pins(server, token)
-    ws, _ = await connect_phone(server, token)
-    alert_id = await raise_on(ws)
+    user_id, ws, alert_id = await alert_with_pins(server)
     for _ in range(5):
         await ws.send(json.dumps({"type": "sos_cancel", "alert_id": alert_id, "pin": "0000"}))
         assert (await until_type(ws, "error"))["code"] == "forbidden"
