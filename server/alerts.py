@@ -90,33 +90,45 @@ async def _existing(connection: AsyncConnection, user_id: uuid.UUID, sos_id: uui
 async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device, sos: wire.SosFields) -> Raised:
     """Commit the alert and its outbox events; a retry of the same sos_id returns the first alert.
 
-    Its own transaction on its own connection: never queued behind the ping ingest.
+    On the alert path's own connection, never queued behind the ping ingest, in two round
+    trips: the last location (for the rules and the fallback), then one statement that
+    routes, inserts the alert and records its events, committed as it returns.
     """
     sos_id = _sos_id(sos.sos_id)
     now = datetime.now(UTC)
-    async with engine.begin() as connection:
-        # No look-up first: a retry is rare, and the insert below detects it (one round trip fewer).
+    async with engine.connect() as pooled:
+        connection = await pooled.execution_options(isolation_level="AUTOCOMMIT")
         last = await history.last_location(connection=connection, user_id=device.user_id)
         located = locate(sos, previous=None if last is None else last.fix, now=now, limits=settings.limits)
         fix = located.fix
-        route = (jurisdictions.Route(None, False) if fix is None else
-                 await jurisdictions.route(connection=connection, lat=fix.lat, lon=fix.lon))
-        alert_id = uuid.uuid4()
-        inserted = await connection.scalar(
-            pg.insert(alerts).values(
-                alert_id=alert_id, sos_id=sos_id, user_id=device.user_id, status="open", phone_status="open",
-                opened_at=now, updated_at=now,
-                location=None if fix is None else point(fix.lat, fix.lon),
-                accuracy_m=None if fix is None else fix.accuracy_m, fix_ts=None if fix is None else fix.ts,
-                quality=located.quality, suspect=located.suspect or None,
-                precinct_id=route.precinct_id, out_of_area=route.out_of_area,
-                visible_precincts=[route.precinct_id] if route.precinct_id else [],
-                note=sos.note, trip=None,
-                next_escalation_at=now + timedelta(seconds=settings.escalate_after_s),
-            ).on_conflict_do_nothing(constraint="alerts_user_sos").returning(alerts.c.alert_id))
-        if inserted is None:  # the same sos_id, raised concurrently (another socket, HTTP)
+        if fix is None:
+            precinct, out_of_area = sa.null(), sa.false()
+        else:
+            precinct, out_of_area = jurisdictions.route(lat=fix.lat, lon=fix.lon)
+        alert_id, event_id = uuid.uuid4(), uuid.uuid4()
+        values = {
+            "alert_id": sa.literal(alert_id, pg.UUID(as_uuid=True)), "sos_id": sa.literal(sos_id, pg.UUID(as_uuid=True)),
+            "user_id": sa.literal(device.user_id, pg.UUID(as_uuid=True)), "status": sa.literal("open"),
+            "phone_status": sa.literal("open"), "opened_at": sa.literal(now, sa.DateTime(timezone=True)),
+            "updated_at": sa.literal(now, sa.DateTime(timezone=True)),
+            "location": sa.null() if fix is None else point(fix.lat, fix.lon),
+            "accuracy_m": sa.literal(None if fix is None else fix.accuracy_m, sa.Float),
+            "fix_ts": sa.literal(None if fix is None else fix.ts, sa.DateTime(timezone=True)),
+            "quality": sa.literal(located.quality),
+            "suspect": sa.literal(located.suspect or None, pg.ARRAY(sa.Text)),
+            "precinct_id": precinct, "out_of_area": out_of_area,
+            "visible_precincts": sa.func.array_remove(pg.array([precinct], type_=sa.Text), None),
+            "note": sa.literal(sos.note, sa.Text),
+            "next_escalation_at": sa.literal(now + timedelta(seconds=settings.escalate_after_s),
+                                             sa.DateTime(timezone=True)),
+        }
+        inserted = (pg.insert(alerts).from_select(list(values), sa.select(*values.values()))
+                    .on_conflict_do_nothing(constraint="alerts_user_sos").returning(alerts.c.alert_id)
+                    .cte("inserted"))
+        recorded = outbox.add_after(inserted, settings=settings, event_id=event_id, kind="opened")
+        created = await connection.scalar(sa.select(inserted.c.alert_id).add_cte(recorded))
+        if created is None:  # a retry (or the same sos_id raised concurrently elsewhere)
             return await _existing(connection, device.user_id, sos_id)
-        event_id = await outbox.add(connection=connection, settings=settings, alert_id=alert_id, kind="opened")
     return Raised(alert_id, sos_id, "open", created=True, event_id=event_id)
 
 

@@ -1,7 +1,6 @@
 """Precincts and stations in PostGIS: import, and which precinct answers for a place."""
 
 import json
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from geoalchemy2.shape import from_shape
@@ -10,12 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from geo.jurisdictions import Jurisdictions
 from server.tables import precincts, point, stations
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    precinct_id: str | None
-    out_of_area: bool
 
 
 async def replace_all(*, connection: AsyncConnection, jurisdictions: Jurisdictions) -> None:
@@ -35,20 +28,17 @@ async def replace_all(*, connection: AsyncConnection, jurisdictions: Jurisdictio
             station_id=station_id, name=name, precinct_id=precinct_id, location=point(location.y, location.x)))
 
 
-async def route(*, connection: AsyncConnection, lat: float, lon: float) -> Route:
-    """The precinct containing the place; outside every precinct, the nearest station's, out of area."""
+def route(*, lat: float, lon: float) -> tuple[sa.ColumnElement, sa.ColumnElement]:
+    """SQL for (precinct id, out of area) of a place, to embed in a statement: the precinct
+    containing it; outside every precinct, the nearest station's (else the nearest precinct's)."""
     here = point(lat, lon)
-    inside = await connection.scalar(
-        sa.select(precincts.c.precinct_id).where(sa.func.ST_Intersects(precincts.c.area, here))
-        .order_by(precincts.c.precinct_id).limit(1))
-    if inside is not None:
-        return Route(inside, False)
-    nearest = await connection.scalar(
-        sa.select(stations.c.precinct_id).order_by(stations.c.location.op("<->")(here)).limit(1))
-    if nearest is None:
-        nearest = await connection.scalar(
-            sa.select(precincts.c.precinct_id).order_by(precincts.c.area.op("<->")(here)).limit(1))
-    return Route(nearest, True)
+    inside = (sa.select(precincts.c.precinct_id).where(sa.func.ST_Intersects(precincts.c.area, here))
+              .order_by(precincts.c.precinct_id).limit(1).scalar_subquery())
+    nearest_station = (sa.select(stations.c.precinct_id).order_by(stations.c.location.op("<->")(here))
+                       .limit(1).scalar_subquery())
+    nearest_precinct = (sa.select(precincts.c.precinct_id).order_by(precincts.c.area.op("<->")(here))
+                        .limit(1).scalar_subquery())
+    return sa.func.coalesce(inside, nearest_station, nearest_precinct), inside.is_(None)
 
 
 async def neighbours(*, connection: AsyncConnection, precinct_id: str) -> list[str]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.config import Settings
@@ -31,16 +32,33 @@ class Row:
     attempts: int
 
 
+def destinations(settings: Settings, kind: str) -> list[tuple[str, str | None]]:
+    """(channel, target) of every configured channel that carries this kind of event."""
+    found: list[tuple[str, str | None]] = [(CONSOLE, None)]
+    if settings.fcm_project_id and kind in PUSHED_KINDS:
+        found.append((PUSH, None))
+    return found + [(CAD, url) for url in settings.cad_endpoints]
+
+
 async def add(*, connection: AsyncConnection, settings: Settings, alert_id: uuid.UUID, kind: str) -> uuid.UUID:
     """Record one event of an alert for every configured channel; returns the event id."""
     event_id = uuid.uuid4()
-    rows = [{"event_id": event_id, "alert_id": alert_id, "kind": kind, "channel": CONSOLE, "target": None}]
-    if settings.fcm_project_id and kind in PUSHED_KINDS:
-        rows.append({"event_id": event_id, "alert_id": alert_id, "kind": kind, "channel": PUSH, "target": None})
-    rows += [{"event_id": event_id, "alert_id": alert_id, "kind": kind, "channel": CAD, "target": url}
-             for url in settings.cad_endpoints]
-    await connection.execute(outbox.insert(), rows)
+    await connection.execute(outbox.insert(), [
+        {"event_id": event_id, "alert_id": alert_id, "kind": kind, "channel": channel, "target": target}
+        for channel, target in destinations(settings, kind)])
     return event_id
+
+
+def add_after(inserted, *, settings: Settings, event_id: uuid.UUID, kind: str):
+    """`add` as a CTE for the alert that the CTE `inserted` (with an alert_id column) returned:
+    no rows when it returned none, so a retried SOS records no second event."""
+    targets = sa.values(sa.column("channel", sa.Text), sa.column("target", sa.Text), name="targets").data(
+        destinations(settings, kind))
+    return pg.insert(outbox).from_select(
+        ["event_id", "alert_id", "kind", "channel", "target"],
+        sa.select(sa.literal(event_id, pg.UUID(as_uuid=True)), inserted.c.alert_id, sa.literal(kind),
+                  targets.c.channel, targets.c.target).select_from(inserted.join(targets, sa.true())),
+    ).cte("recorded")
 
 
 async def lease(*, connection: AsyncConnection, channel: str, lease_s: float, limit: int) -> list[Row]:
