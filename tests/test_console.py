@@ -253,3 +253,30 @@ async def test_duress_cancel_keeps_the_alert_on_the_console_marked_and_hides_wha
     assert [(alert["alert_id"], alert["duress"]) for alert in snapshot["alerts"]] == [(alert_id, True)]
     for ws in (console, phone):
         await ws.close()
+
+
+async def test_a_console_that_stops_reading_is_disconnected_and_never_slows_the_others(fresh_server, engine):
+    server = fresh_server(GUARDIAN_CONSOLE_QUEUE_FRAMES="5")
+    await add_staff(engine, "slow")
+    await add_staff(engine, "fast")
+    slow = await websockets.connect(f"{server.ws_url}/v1/console", additional_headers=bearer(login(server, "slow")),
+                                    origin=server.url, max_queue=1)  # reads one frame ahead, then stops
+    fast, _ = await connect_console(server, login(server, "fast"))
+    _, token = create_user(server)
+    phone, alert_id = await raise_sos(server, token)
+    await until_type(fast, "alert_opened")
+    # Every note re-sends the whole alert, notes included: frames grow until the slow socket's buffers fill.
+    text = "x" * 1990
+    started = time.monotonic()
+    for index in range(150):
+        await fast.send(json.dumps({"type": "note", "alert_id": alert_id, "text": f"{index} {text}"}))
+        updated = await until_type(fast, "alert_updated", timeout_s=5)
+        assert len(updated["alert"]["notes"]) == index + 1
+    assert time.monotonic() - started < 60, "the fast console kept its pace"
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        async with asyncio.timeout(10):
+            while True:
+                await slow.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+    for ws in (fast, phone):
+        await ws.close()
