@@ -37,11 +37,17 @@ class CuttableProxy:
 
     async def _shutdown(self) -> None:
         self._server.close()
+        self._open = False
         self._cut()
+        # Let every link finish on its own, so each closes its sockets (a link cancelled before it
+        # started would leave its accepted socket to the garbage collector, and a warning).
         tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=2.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self._cut()
         await self._server.wait_closed()
 
     async def _link(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -50,6 +56,8 @@ class CuttableProxy:
             if not self._open:
                 return
             upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+            if not self._open:  # cut while connecting
+                return
             self._writers.update((writer, upstream_writer))
             await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer),
                                  return_exceptions=True)
