@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from notifier.fcm import FcmChannel
 from tests.endpoints import CadReceiver, FakeFcm
 from tests.servers import TAIPEI_101, add_staff, bearer, connect_console, connect_phone, create_user, login, \
-    sos_frame, until_type
+    receive, sos_frame, until_type
 from tests.test_eido import SCHEMA_DIR, eido_validator
 
 PROJECT = "guardian-test"
@@ -143,8 +143,13 @@ async def test_cad_gets_each_alert_event_as_signed_eido_retried_until_2xx(fresh_
         phone, _ = await connect_phone(server, token)
         await phone.send(json.dumps(sos_frame()))
         alert_id = (await until_type(phone, "sos_ack"))["alert_id"]
+        await until_type(console, "alert_opened")
         await console.send(json.dumps({"type": "ack", "alert_id": alert_id}))
-        posts = cad.wait_for(2, timeout_s=20)
+        reply = await receive(console, timeout_s=10)
+        while reply["type"] not in ("done", "error"):
+            reply = await receive(console, timeout_s=10)
+        assert reply == {"type": "done", "action": "ack", "alert_id": alert_id}
+        posts = await asyncio.to_thread(cad.wait_for, 2, 20)
         assert cad.seen >= 3, "the first POST failed and was retried"
         assert len(posts) == 2
         event_ids = set()
