@@ -86,6 +86,11 @@ class Ingest:
     def queued_rows(self) -> int:
         return len(self._buffer)
 
+    @property
+    def has_room(self) -> bool:
+        """Whether `submit` would return without waiting."""
+        return len(self._buffer) < self._queue_rows and not self._blocked
+
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="ingest")
         self._reporter = asyncio.create_task(self._report(), name="ingest-report")
@@ -105,7 +110,7 @@ class Ingest:
 
     async def submit(self, items: list[Item]) -> None:
         """Queue items for the next flush; waits while the queue is full."""
-        if len(self._buffer) >= self._queue_rows or self._blocked:
+        if not self.has_room:
             waiter = asyncio.get_running_loop().create_future()
             self._blocked.append(waiter)
             try:

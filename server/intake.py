@@ -40,21 +40,20 @@ class Intake:
         self._rate_limiter = rate_limiter
         self._max_batch = max_batch_pings
 
-    def take(self, pings: Sequence[wire.PingFields | msgspec.Raw]) -> tuple[list[Item], list[wire.FrameError]]:
+    def take(self, pings: Sequence[wire.PingFields | msgspec.Raw], *,
+             backlogged: bool = False) -> tuple[list[Item], list[wire.FrameError]]:
         """Judge a frame's pings. Returns the items to store and the refusals to answer.
 
-        Raises FrameError when the whole frame is refused (too many pings, rate limited);
-        then nothing of it enters the ledger and the phone may resend it all.
+        Raises FrameError when the whole frame is refused (too many pings, rate limited, or
+        `backlogged`: this device already has too many frames waiting for the ingest); then
+        nothing of it enters the ledger and the phone may resend it all.
         """
         if len(pings) > self._max_batch:
             raise wire.FrameError("too_large", f"a batch holds at most {self._max_batch} pings", field="pings")
+        if backlogged:
+            raise self._refuse_whole(pings, "the server is still storing this phone's earlier pings; resend later")
         if not self._rate_limiter.take(self.device.device_id, len(pings)):
-            # A lone ping's refusal names its seq, so the ack may pass over it; a refused
-            # batch names none and enters no ledger: the phone resends it whole.
-            seq = pings[0].seq if len(pings) == 1 and isinstance(pings[0], wire.PingFields) else None
-            if seq is not None:
-                self.ledger.answered(seq)
-            raise wire.FrameError("rate_limited", "too many pings from this device; slow down and resend", seq=seq)
+            raise self._refuse_whole(pings, "too many pings from this device; slow down and resend")
         now = datetime.now(UTC)
         items: list[Item] = []
         refusals: list[wire.FrameError] = []
@@ -68,6 +67,14 @@ class Intake:
                 continue
             items.append(Item(row, self.ledger, self.ledger.expect(row.seq)))
         return items, refusals
+
+    def _refuse_whole(self, pings: Sequence[wire.PingFields | msgspec.Raw], message: str) -> wire.FrameError:
+        """`rate_limited` for a whole frame. A lone ping's refusal names its seq, so the ack may
+        pass over it; a refused batch names none and enters no ledger: the phone resends it whole."""
+        seq = pings[0].seq if len(pings) == 1 and isinstance(pings[0], wire.PingFields) else None
+        if seq is not None:
+            self.ledger.answered(seq)
+        return wire.FrameError("rate_limited", message, seq=seq)
 
     def _judge(self, ping: wire.PingFields, now: datetime) -> history.NewFix:
         fix = wire.to_fix(ping)

@@ -1,10 +1,11 @@
 """The phone socket `/v1/phone`: authenticate, welcome, then pings in and acks out.
 
 The reader (this endpoint's task) decodes and judges frames and queues pings
-for the group commit; it never waits for a commit. What goes back to the phone
-(errors, acks) is drained by a short-lived writer task started only when there
-is something to send, so a slow phone delays only itself and an idle phone
-costs no task.
+for the group commit. It never waits for a commit, nor for room in a full ingest
+queue (a submitter task waits), so an SOS is read even while pings are held back.
+What goes back to the phone (errors, acks) is drained by a short-lived writer task
+started only when there is something to send, so a slow phone delays only itself
+and an idle phone costs no task.
 """
 
 import asyncio
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 
 # Frames waiting for a phone that does not read; past this it is dropped.
 MAX_OUTBOX_FRAMES = 1000
+# Ping frames of one phone waiting for room in a full ingest queue; past this its pings are
+# answered `rate_limited` (and resent later) rather than the reader stopping, which would
+# leave an SOS behind them unread (DESIGN rule 3).
+MAX_WAITING_FRAMES = 64
 
 
 class PhoneSession:
@@ -34,6 +39,9 @@ class PhoneSession:
         self._services = services
         self._outbox: deque[str] = deque()
         self._writer: asyncio.Task | None = None
+        # Ping frames for the ingest, in arrival order, when it had no room for them at once.
+        self._waiting: deque[list] = deque()
+        self._submitter: asyncio.Task | None = None
         self._sent_ack = -1
         self._closing = False
         self.ledger: Ledger | None = None
@@ -73,9 +81,10 @@ class PhoneSession:
         finally:
             hub.remove_phone(str(device.user_id), self._on_event)
             self._closing = True
-            if self._writer is not None and not self._writer.done():
-                self._writer.cancel()
-                await asyncio.gather(self._writer, return_exceptions=True)
+            for task in (self._writer, self._submitter):
+                if task is not None and not task.done():
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
 
     async def _authenticate(self) -> auth.Device | None:
         """Bearer header on the upgrade, else a `hello` frame within the hello timeout."""
@@ -120,8 +129,21 @@ class PhoneSession:
                     return
                 continue
             consecutive_errors = 0
-            if items:
-                await ingest.submit(items)
+            if not items:
+                continue
+            if not self._waiting and ingest.has_room:
+                await ingest.submit(items)  # returns at once: the common case costs no task
+            else:
+                self._waiting.append(items)
+                if self._submitter is None or self._submitter.done():
+                    self._submitter = asyncio.create_task(self._submit_waiting(), name="phone-submitter")
+
+    async def _submit_waiting(self) -> None:
+        """Hand waiting frames to the ingest in order, waiting for room, while the reader reads on."""
+        ingest = self._services.ingest
+        while self._waiting:
+            await ingest.submit(self._waiting[0])
+            self._waiting.popleft()
 
     @staticmethod
     def _decode(message: dict):
@@ -131,10 +153,11 @@ class PhoneSession:
         return wire.decode_frame(text)
 
     def _take(self, intake: Intake, frame) -> list:
+        backlogged = len(self._waiting) >= MAX_WAITING_FRAMES
         if isinstance(frame, wire.Ping):
-            items, refusals = intake.take((frame,))
+            items, refusals = intake.take((frame,), backlogged=backlogged)
         elif isinstance(frame, wire.Batch):
-            items, refusals = intake.take(frame.pings)
+            items, refusals = intake.take(frame.pings, backlogged=backlogged)
         else:
             raise wire.FrameError("conflict", "already authenticated", field="type")
         for refusal in refusals:
