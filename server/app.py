@@ -9,7 +9,7 @@ from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
 from notifier.hub import Hub
-from server import alerts, api, console, db, desk, errors, hotstate, me, phone
+from server import api, console, db, desk, errors, hotstate, me, phone
 from server.auditlog import AuditLog
 from server.config import Settings
 from server.fanout import Fanout
@@ -45,14 +45,13 @@ def create_app(settings: Settings) -> FastAPI:
             # A missing service stops the start: serving without the system of record would lie.
             await hotstate.ensure(redis=redis, engine=engine)
             fanout = Fanout(redis=redis, subscriber=subscriber, hub=Hub())
-            async with engine.connect() as connection:
-                fanout.watch(await alerts.unfinished_by_user(connection=connection))
             fanout.start()
             stack.push_async_callback(fanout.close)
             relay = Relay(engine=engine, redis=redis, settings=settings, fanout=fanout)
             relay.start()
             stack.push_async_callback(relay.close)
             sweeper = Sweeper(engine=engine, settings=settings, relay=relay, fanout=fanout)
+            await sweeper.sweep()  # before serving: which users' fixes go to consoles, overdue escalations
             sweeper.start()
             stack.push_async_callback(sweeper.close)
             ingest = Ingest(

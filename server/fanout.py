@@ -82,6 +82,7 @@ class Fanout:
         """Fresh last locations of users with an unfinished alert, to the consoles (best effort)."""
         if not self.watched:
             return
+        messages = []
         for user_id, fix in moved:
             watched = self.watched.get(str(user_id))
             if watched is None:
@@ -93,7 +94,9 @@ class Fanout:
                 frame={"type": "alert_location", "alert_id": alert_id, "lat": fix.lat, "lon": fix.lon,
                        "acc": fix.accuracy_m, "ts": wire.format_time(fix.ts)})
             self._deliver(message)
-            await self._send(message)
+            messages.append(message)
+        if messages:
+            await self._send(*messages)
 
     def _deliver(self, message: _Message) -> None:
         if message.type != "alert_location":
@@ -105,12 +108,17 @@ class Fanout:
                                precincts=tuple(message.precincts), frame=message.frame,
                                event_id=message.event_id, phone_status=message.phone_status))
 
-    async def _send(self, message: _Message) -> bool:
+    async def _send(self, *messages: _Message) -> bool:
+        """Publish to the other processes, in one round trip however many."""
         try:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                await self._redis.publish(keys.EVENTS_CHANNEL, self._encoder.encode(message))
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for message in messages:
+                        pipe.publish(keys.EVENTS_CHANNEL, self._encoder.encode(message))
+                    await pipe.execute()
         except (RedisError, OSError, TimeoutError) as error:
-            log.warning("event %s not published to other processes: %s", message.type, describe(error))
+            log.warning("%d %s event(s) not published to other processes: %s", len(messages), messages[0].type,
+                        describe(error))
             return False
         return True
 

@@ -44,9 +44,9 @@ class Sweeper:
         return escalated
 
     async def _run(self) -> None:
-        while True:
+        while True:  # the first sweep ran in the lifespan, before serving
+            await asyncio.sleep(self._settings.sweep_interval_s)
             try:
                 await self.sweep()
             except STORAGE_ERRORS as error:
                 log.error("sweep failed (%s); retrying", describe(error))
-            await asyncio.sleep(self._settings.sweep_interval_s)
