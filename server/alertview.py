@@ -125,13 +125,14 @@ async def _notes(*, connection: AsyncConnection, alert_ids: list[uuid.UUID]) -> 
     return notes
 
 
-def audit_rows(*, viewer: Staff, views: list[View], context: str) -> list[dict]:
-    """Rows of audit_reads: this staff member was shown these alerts' locations."""
-    return [{"staff_id": viewer.staff_id, "alert_id": uuid.UUID(view.alert["alert_id"]),
-             "user_id": uuid.UUID(view.user_id), "context": context} for view in views]
+def audit_rows(*, viewer: Staff, shown: list[tuple[str, str]], context: str) -> list[dict]:
+    """Rows of audit_reads: this staff member was shown these (alert id, user id) locations."""
+    return [{"staff_id": viewer.staff_id, "alert_id": uuid.UUID(alert_id), "user_id": uuid.UUID(user_id),
+             "context": context} for alert_id, user_id in shown]
 
 
 async def audit(*, connection: AsyncConnection, viewer: Staff, views: list[View], context: str) -> None:
     """Record, in the caller's transaction, that this staff member was shown these alerts."""
     if views:
-        await connection.execute(pg.insert(audit_reads), audit_rows(viewer=viewer, views=views, context=context))
+        shown = [(view.alert["alert_id"], view.user_id) for view in views]
+        await connection.execute(pg.insert(audit_reads), audit_rows(viewer=viewer, shown=shown, context=context))

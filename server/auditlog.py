@@ -20,7 +20,6 @@ from server.tables import audit_reads
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.003
-COMMIT_WAIT_S = 1.0
 MAX_PENDING_ROWS = 100_000
 
 
@@ -28,7 +27,6 @@ class AuditLog:
     def __init__(self, *, engine: AsyncEngine):
         self._engine = engine
         self._rows: list[dict] = []
-        self._waiters: list[asyncio.Future] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -50,17 +48,6 @@ class AuditLog:
         self._rows.extend(rows)
         self._wake.set()
 
-    async def record(self, rows: list[dict]) -> bool:
-        """Queue rows and wait for their commit; True once committed (False: kept for a retry)."""
-        waiter = asyncio.get_running_loop().create_future()
-        self.add(rows)
-        self._waiters.append(waiter)
-        try:
-            async with asyncio.timeout(COMMIT_WAIT_S):
-                return await asyncio.shield(waiter)
-        except TimeoutError:
-            return False
-
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
@@ -73,18 +60,12 @@ class AuditLog:
     async def _flush(self) -> bool:
         if not self._rows:
             return True
-        rows, waiters = self._rows, self._waiters
-        self._rows, self._waiters = [], []
+        rows, self._rows = self._rows, []
         try:
             async with self._engine.begin() as connection:
                 await connection.execute(pg.insert(audit_reads), rows)
         except STORAGE_ERRORS as error:
             log.error("audit log: %d reads not yet recorded (%s); retrying", len(rows), describe(error))
             self._rows[:0] = rows
-            outcome = False
-        else:
-            outcome = True
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(outcome)
-        return outcome
+            return False
+        return True

@@ -102,9 +102,8 @@ class ConsoleSession:
             await self._ws.send_text(wire.encode(event.frame))
 
     def _audit(self, event: Event) -> None:
-        view = alertview.View(alert=event.frame["alert"], user_id=event.user_id, precincts=event.precincts,
-                              phone_status=event.phone_status or "", status=event.frame["alert"]["status"])
-        self._services.audit_log.add(alertview.audit_rows(viewer=self._member, views=[view], context="live"))
+        self._services.audit_log.add(
+            alertview.audit_rows(viewer=self._member, shown=[(event.alert_id, event.user_id)], context="live"))
 
     async def _read(self) -> None:
         while True:
