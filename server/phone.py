@@ -184,16 +184,15 @@ class PhoneSession:
                 refusal["sos_id"] = frame.sos_id
             self._send(wire.encode(refusal))
             return
-        if isinstance(frame, wire.Sos) and raised.created:
-            services.relay.opened(raised)
-        else:
-            services.relay.kick()
         if isinstance(frame, wire.Sos):
+            if raised.created:
+                services.relay.opened(raised)
             self._told[str(raised.alert_id)] = raised.phone_status
             self._send(wire.encode(raised.frame()))
             if raised.phone_status in UNFINISHED:
                 self._report_fast(str(raised.alert_id))
         else:
+            services.relay.kick()
             self._told[str(alert_id)] = "cancelled"
             self._send(wire.encode({"type": "alert_status", "alert_id": str(alert_id), "status": "cancelled"}))
 
