@@ -157,10 +157,18 @@ def _number(value: object) -> float | None:
 def salvage_sos(raw: bytes | str) -> Sos | None:
     """An SOS frame read leniently: unreadable fix fields become None (NaN stays NaN, for
     the rules to annotate). None when it is no SOS or has no usable `sos_id`."""
+    return _salvaged(_lenient(raw))
+
+
+def _lenient(raw: bytes | str) -> object:
+    """JSON as the standard library reads it (NaN and Infinity included), None if unreadable."""
     try:
-        body = json.loads(raw)  # the standard library reads NaN and Infinity
+        return json.loads(raw)
     except (ValueError, RecursionError):
         return None
+
+
+def _salvaged(body: object) -> Sos | None:
     if not isinstance(body, dict) or body.get("type") != "sos" or not isinstance(body.get("sos_id"), str):
         return None
     ts = body.get("ts")
@@ -229,11 +237,8 @@ def decode_sos(raw: bytes | str) -> SosFields:
         refusal = (FrameError("invalid_field", str(error), field=_field_of(error))
                    if isinstance(error, msgspec.ValidationError) else
                    FrameError("bad_json", f"not valid JSON: {error}"))
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        body = None
-    sos = salvage_sos(json.dumps({**body, "type": "sos"})) if isinstance(body, dict) else None
+    body = _lenient(raw)
+    sos = _salvaged({**body, "type": "sos"}) if isinstance(body, dict) else None
     if sos is None:
         raise refusal
     return sos
