@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
 from server import jurisdictions, keys, staff, wire
 from server.me import PushToken
@@ -75,7 +76,10 @@ def _officer(member: staff.Staff) -> staff.Staff:
 async def officer_location(body: Position, member: Member, request: Request) -> None:
     """An officer's phone reports where it is: the push channel wakes officers near an SOS."""
     _officer(member)
-    await request.app.state.services.redis.geoadd(keys.OFFICERS_GEO, (body.lon, body.lat, str(member.staff_id)))
+    try:
+        await request.app.state.services.redis.geoadd(keys.OFFICERS_GEO, (body.lon, body.lat, str(member.staff_id)))
+    except (RedisError, OSError) as error:
+        raise wire.FrameError("unavailable", f"position not stored ({type(error).__name__}); resend") from None
 
 
 @router.post("/v1/officer/push-token", status_code=204)
