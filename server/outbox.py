@@ -61,11 +61,15 @@ def add_after(inserted, *, settings: Settings, event_id: uuid.UUID, kind: str):
     ).cte("recorded")
 
 
-async def lease(*, connection: AsyncConnection, channel: str, lease_s: float, limit: int) -> list[Row]:
-    """Take up to `limit` due rows of a channel, oldest first, for `lease_s` seconds."""
+async def lease(*, connection: AsyncConnection, channel: str, lease_s: float, limit: int,
+                targets: list[str] | None = None) -> list[Row]:
+    """Take up to `limit` due rows of a channel (for these targets, if given), oldest first,
+    for `lease_s` seconds."""
     due = (sa.select(outbox.c.id)
            .where(outbox.c.channel == channel, outbox.c.done_at.is_(None), outbox.c.due_at <= sa.func.now())
            .order_by(outbox.c.id).limit(limit).with_for_update(skip_locked=True))
+    if targets is not None:
+        due = due.where(outbox.c.target.in_(targets))
     result = await connection.execute(
         outbox.update().where(outbox.c.id.in_(due.scalar_subquery()))
         .values(due_at=sa.func.now() + timedelta(seconds=lease_s), attempts=outbox.c.attempts + 1)

@@ -39,8 +39,11 @@ class Worker:
     """Leases due rows of one channel and hands them to `deliver`, which returns
     (done ids, {delay in seconds: ids to retry})."""
 
-    def __init__(self, *, channel: str, engine: AsyncEngine, settings: Settings, deliver):
+    def __init__(self, *, channel: str, engine: AsyncEngine, settings: Settings, deliver,
+                 targets: list[str] | None = None):
+        """`targets`: only rows for these targets (the CAD endpoints this process knows)."""
         self.channel = channel
+        self._targets = targets
         self._engine = engine
         self._settings = settings
         self._deliver = deliver
@@ -80,7 +83,7 @@ class Worker:
     async def _round(self) -> bool:
         """One lease-deliver-record round; True when it leased a full batch (more may be due)."""
         async with self._engine.begin() as connection:
-            rows = await outbox.lease(connection=connection, channel=self.channel,
+            rows = await outbox.lease(connection=connection, channel=self.channel, targets=self._targets,
                                       lease_s=self._settings.outbox_lease_s, limit=LEASE_LIMIT)
         if not rows:
             return False
@@ -105,11 +108,16 @@ class Relay:
         self._cad = (CadChannel(secret=settings.cad_secret.encode(), timeout_s=settings.cad_timeout_s)
                      if settings.cad_endpoints else None)
         self._rushing: set[asyncio.Task] = set()
-        self.workers = {
-            outbox.CONSOLE: Worker(channel=outbox.CONSOLE, engine=engine, settings=settings, deliver=self._consoles),
-            outbox.PUSH: Worker(channel=outbox.PUSH, engine=engine, settings=settings, deliver=self._push),
-            outbox.CAD: Worker(channel=outbox.CAD, engine=engine, settings=settings, deliver=self._cad_post),
-        }
+        # A process works only the channels (and CAD endpoints) it is configured for: one that
+        # cannot deliver a row must leave it to a process that can, never mark it done.
+        self.workers = {outbox.CONSOLE: Worker(channel=outbox.CONSOLE, engine=engine, settings=settings,
+                                               deliver=self._consoles)}
+        if self._fcm is not None:
+            self.workers[outbox.PUSH] = Worker(channel=outbox.PUSH, engine=engine, settings=settings,
+                                               deliver=self._push)
+        if self._cad is not None:
+            self.workers[outbox.CAD] = Worker(channel=outbox.CAD, engine=engine, settings=settings,
+                                              deliver=self._cad_post, targets=settings.cad_endpoints)
 
     def start(self) -> None:
         for worker in self.workers.values():
@@ -170,8 +178,6 @@ class Relay:
         return done, {outbox.backoff_s(1): retry} if retry else {}
 
     async def _push(self, rows: list[outbox.Row]):
-        if self._fcm is None:
-            return [row.id for row in rows], {}
         views = await self._views(rows)
         done, retry = [], {}
         for row in rows:
@@ -221,8 +227,6 @@ class Relay:
         log.info("push: forgot %d tokens FCM called unregistered or invalid", len(dead))
 
     async def _cad_post(self, rows: list[outbox.Row]):
-        if self._cad is None:
-            return [row.id for row in rows], {}
         views = await self._views(rows)
         done, retry = [], {}
         for row in rows:

@@ -170,3 +170,28 @@ async def test_cad_gets_each_alert_event_as_signed_eido_retried_until_2xx(fresh_
         assert last["incidentComponent"]["incidentStatusInternalText"] == ["acknowledged"]
         await console.close()
         await phone.close()
+
+
+async def test_a_process_without_a_channel_leaves_its_rows_to_one_that_has_it(fresh_server, engine):
+    """A server with no CAD endpoint (or no FCM) must never mark those rows done undelivered."""
+    from server import alerts, wire
+    from server.auth import Device
+    from server.config import Settings
+    from tests.conftest import TEST_ENV
+
+    server = fresh_server()  # neither CAD nor FCM configured
+    user_id, _ = create_user(server)
+    async with engine.connect() as connection:
+        device_id = await connection.scalar(sa.text("SELECT device_id FROM devices WHERE user_id = :u"),
+                                            {"u": user_id})
+    elsewhere = Settings(database_url=TEST_ENV["GUARDIAN_DATABASE_URL"], fcm_project_id=PROJECT,
+                         fcm_endpoint="http://127.0.0.1:9", fcm_access_token="t",
+                         cad_endpoints=["http://127.0.0.1:9/cad"], cad_secret=CAD_SECRET)
+    raised = await alerts.raise_alert(engine=engine, settings=elsewhere, device=Device(device_id, uuid.UUID(user_id)),
+                                      sos=wire.SosFields(sos_id=str(uuid.uuid4())))
+    await asyncio.sleep(2.5)  # more than two polls of every worker
+    async with engine.connect() as connection:
+        pending = dict((await connection.execute(sa.text(
+            "SELECT channel, count(*) FROM outbox WHERE alert_id = :a AND done_at IS NULL GROUP BY channel"),
+            {"a": raised.alert_id})).all())
+    assert pending == {"push": 1, "cad": 1}, "the console row is delivered; push and CAD wait for their process"
