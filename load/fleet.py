@@ -5,7 +5,9 @@ event loop and returns a FleetResult. Throughput is the pings whose ack arrived
 inside the measurement window (after the warm-up): under overload that is what
 the server sustains, however long its queue. Latency runs from a frame's send
 time to the ack that covers its last seq, for frames sent inside the window
-(and acked before the drain deadline).
+(and acked before the drain deadline). A frame refused `rate_limited` (a full
+server sheds load that way) counts as an error, never as acked, and is not resent:
+the load is open loop.
 """
 
 import asyncio
@@ -71,6 +73,8 @@ class Phone:
         self.seq = 0
         self.receiver: asyncio.Task | None = None
         self.outstanding: deque[tuple[int, float, int]] = deque()  # (last seq, sent at, pings)
+        # Last seqs of frames refused (`rate_limited`): the acks pass over them, but they were not stored.
+        self.refused: set[int] = set()
 
     async def connect(self, gate: asyncio.Semaphore) -> bool:
         async with gate:
@@ -116,13 +120,19 @@ class Phone:
                     now = time.monotonic()
                     in_window = self.clock["measure_from"] <= now < self.clock["stop"]
                     while self.outstanding and self.outstanding[0][0] <= frame["seq"]:
-                        _, sent_at, count = self.outstanding.popleft()
+                        last_seq, sent_at, count = self.outstanding.popleft()
+                        if last_seq in self.refused:
+                            self.refused.discard(last_seq)
+                            continue
                         if in_window:
                             result.acked_pings += count
                         if sent_at >= 0:
                             result.latencies_ms.append((now - sent_at) * 1000)
                 elif kind == "error":
                     self.error(frame.get("code", "?"))
+                    refused = frame.get("last_seq", frame.get("seq"))
+                    if refused is not None:
+                        self.refused.add(refused)
         except websockets.ConnectionClosedError:
             self.error("closed")
 
@@ -187,7 +197,8 @@ async def _run_share(tokens: list[str], first_index: int, plan: Plan, start_at_w
             await asyncio.sleep(0.05)
         # Frames never acked count as infinitely late: an overloaded p99 must not look good.
         for phone in connected:
-            result.latencies_ms.extend(math.inf for _, sent_at, _ in phone.outstanding if sent_at >= 0)
+            result.latencies_ms.extend(math.inf for last_seq, sent_at, _ in phone.outstanding
+                                       if sent_at >= 0 and last_seq not in phone.refused)
     finally:
         if metering is not None:
             await asyncio.gather(metering, return_exceptions=True)

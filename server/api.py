@@ -63,9 +63,8 @@ async def post_pings(request: Request, device: Annotated[auth.Device, Depends(au
     ledger = Ledger(-1, check)
     async with services.engine.connect() as connection:
         intake = await open_intake(connection=connection, services=services, device=device, ledger=ledger)
-    items, refusals = intake.take(raw_pings)
-    if items:
-        await services.ingest.submit(items)
+    refusals = intake.take(raw_pings)
+    if ledger.pending:
         try:
             async with asyncio.timeout(COMMIT_WAIT_S):
                 await settled.wait()

@@ -1,7 +1,10 @@
 """Group commit of pings from every connection of this process.
 
-Connections `submit` items and return at once (or wait while the queue is full:
-backpressure). One owned task cuts the queue into flushes, at most
+Connections `admit` items while the queue `has_room`, and return at once. When it is
+full, a ping frame is refused `rate_limited` and the phone resends
+it later: under overload the server sheds the excess before judging it, keeps its
+memory and its queueing delay bounded, and never stops reading a socket (an SOS
+behind the pings is read at once, DESIGN rule 3). One owned task cuts the queue into flushes, at most
 `flush_max_rows` rows or `flush_interval_ms` after the first waiting row, and
 commits them one at a time while the next flush gathers. Commits must land in
 arrival order: then what is stored of a device is always a prefix of what it
@@ -16,7 +19,6 @@ ledgers are failed, so their owners drop the stream and the phones resend from
 import asyncio
 import logging
 import time
-from collections import deque
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -70,9 +72,6 @@ class Ingest:
         self._queue_rows = queue_rows
         self._buffer: list[Item] = []
         self._waiting = asyncio.Event()
-        # Submitters blocked on a full queue, woken one at a time while there is room
-        # (waking all of them on every flush would stampede under overload).
-        self._blocked: deque[asyncio.Future] = deque()
         self._committing = asyncio.Lock()
         self._flushes: set[asyncio.Task] = set()
         self._runner: asyncio.Task | None = None
@@ -81,6 +80,7 @@ class Ingest:
         self.flushed_rows = 0
         self.flush_count = 0
         self.commit_s = 0.0
+        self.refused_rows = 0
 
     @property
     def queued_rows(self) -> int:
@@ -88,8 +88,9 @@ class Ingest:
 
     @property
     def has_room(self) -> bool:
-        """Whether `submit` would return without waiting."""
-        return len(self._buffer) < self._queue_rows and not self._blocked
+        """Whether a frame may be queued now. It may overshoot the bound by its own rows (at
+        most a batch), so a large batch is not refused forever."""
+        return len(self._buffer) < self._queue_rows
 
     def start(self) -> None:
         self._runner = asyncio.create_task(self._run(), name="ingest")
@@ -97,37 +98,26 @@ class Ingest:
 
     async def _report(self, every_s: float = 10.0) -> None:
         """Log throughput, flush size, commit time and queue depth while pings flow."""
-        seen = (0, 0, 0.0)
+        seen = (0, 0, 0.0, 0)
         while True:
             await asyncio.sleep(every_s)
-            rows, flushes, commit_s = (self.flushed_rows - seen[0], self.flush_count - seen[1],
-                                       self.commit_s - seen[2])
-            seen = (self.flushed_rows, self.flush_count, self.commit_s)
-            if flushes:
+            rows, flushes, commit_s, refused = (self.flushed_rows - seen[0], self.flush_count - seen[1],
+                                                self.commit_s - seen[2], self.refused_rows - seen[3])
+            seen = (self.flushed_rows, self.flush_count, self.commit_s, self.refused_rows)
+            if flushes or refused:
                 log.info("ingest: %.0f pings/s in %d flushes (%.0f rows, %.1f ms each; committing %.0f%% of the "
-                         "time), %d queued", rows / every_s, flushes, rows / flushes, 1000 * commit_s / flushes,
-                         100 * commit_s / every_s, len(self._buffer))
+                         "time), %d queued, %.0f pings/s refused for a full queue", rows / every_s, flushes,
+                         rows / max(flushes, 1), 1000 * commit_s / max(flushes, 1), 100 * commit_s / every_s,
+                         len(self._buffer), refused / every_s)
 
-    async def submit(self, items: list[Item]) -> None:
-        """Queue items for the next flush; waits while the queue is full."""
-        if not self.has_room:
-            waiter = asyncio.get_running_loop().create_future()
-            self._blocked.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                self._wake_one()  # pass the turn on
-                raise
+    def admit(self, items: list[Item]) -> None:
+        """Queue items for the next flush. The caller checked `has_room` (nothing awaited since)."""
         self._buffer.extend(items)
         self._waiting.set()
-        self._wake_one()
 
-    def _wake_one(self) -> None:
-        while self._blocked and len(self._buffer) < self._queue_rows:
-            waiter = self._blocked.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+    def shed(self, rows: int) -> None:
+        """Count a frame refused because the queue was full (the phone resends it later)."""
+        self.refused_rows += rows
 
     async def _run(self) -> None:
         while True:
@@ -142,7 +132,6 @@ class Ingest:
         del self._buffer[: self._max_rows]
         if not self._buffer:
             self._waiting.clear()
-        self._wake_one()
         task = asyncio.create_task(self._flush(batch), name="ingest-flush")
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)

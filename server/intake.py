@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import history, wire
 from server.auth import Device
-from server.ingest import Item
+from server.ingest import Ingest, Item
 from server.ledger import Ledger
 from server.ratelimit import RateLimiter
 from server.services import Services
@@ -29,29 +29,35 @@ class Intake:
         device: Device,
         previous: Fix | None,
         ledger: Ledger,
+        ingest: Ingest,
         limits: rules.Limits,
         rate_limiter: RateLimiter,
         max_batch_pings: int,
     ):
         self.device = device
         self.ledger = ledger
+        self._ingest = ingest
         self._previous = previous
         self._limits = limits
         self._rate_limiter = rate_limiter
         self._max_batch = max_batch_pings
 
-    def take(self, pings: Sequence[wire.PingFields | msgspec.Raw], *,
-             backlogged: bool = False) -> tuple[list[Item], list[wire.FrameError]]:
-        """Judge a frame's pings. Returns the items to store and the refusals to answer.
+    def take(self, pings: Sequence[wire.PingFields | msgspec.Raw]) -> list[wire.FrameError]:
+        """Judge a frame's pings and queue the storable ones for the group commit (each
+        entered in the ledger). Returns the refusals of single pings, to answer.
 
-        Raises FrameError when the whole frame is refused (too many pings, rate limited, or
-        `backlogged`: this device already has too many frames waiting for the ingest); then
-        nothing of it enters the ledger and the phone may resend it all.
+        Raises FrameError when the whole frame is refused: too many pings, this device over
+        its rate, or the ingest queue full (shed before any judging, so an overloaded server
+        spends nothing on what it cannot store). Then nothing of it enters the ledger, and
+        the phone may resend it all.
         """
         if len(pings) > self._max_batch:
             raise wire.FrameError("too_large", f"a batch holds at most {self._max_batch} pings", field="pings")
-        if backlogged:
-            raise self._refuse_whole(pings, "the server is still storing this phone's earlier pings; resend later")
+        if not pings:
+            return []
+        if not self._ingest.has_room:
+            self._ingest.shed(len(pings))
+            raise self._refuse_whole(pings, "the server is busy storing pings; resend later")
         if not self._rate_limiter.take(self.device.device_id, len(pings)):
             raise self._refuse_whole(pings, "too many pings from this device; slow down and resend")
         now = datetime.now(UTC)
@@ -66,15 +72,20 @@ class Intake:
                     self.ledger.answered(refusal.seq)
                 continue
             items.append(Item(row, self.ledger, self.ledger.expect(row.seq)))
-        return items, refusals
+        if items:
+            self._ingest.admit(items)
+        return refusals
 
     def _refuse_whole(self, pings: Sequence[wire.PingFields | msgspec.Raw], message: str) -> wire.FrameError:
         """`rate_limited` for a whole frame. A lone ping's refusal names its seq, so the ack may
-        pass over it; a refused batch names none and enters no ledger: the phone resends it whole."""
-        seq = pings[0].seq if len(pings) == 1 and isinstance(pings[0], wire.PingFields) else None
-        if seq is not None:
-            self.ledger.answered(seq)
-        return wire.FrameError("rate_limited", message, seq=seq)
+        pass over it; a refused batch enters no ledger and names its first and last seq: the
+        phone resends it whole."""
+        if len(pings) == 1 and isinstance(pings[0], wire.PingFields):
+            self.ledger.answered(pings[0].seq)
+            return wire.FrameError("rate_limited", message, seq=pings[0].seq)
+        first, last = wire.seq_of(pings[0]), wire.seq_of(pings[-1])
+        seqs = None if first is None or last is None else (first, last)
+        return wire.FrameError("rate_limited", message, seqs=seqs)
 
     def _judge(self, ping: wire.PingFields, now: datetime) -> history.NewFix:
         fix = wire.to_fix(ping)
@@ -102,6 +113,7 @@ async def open_intake(*, connection: AsyncConnection, services: Services, device
         device=device,
         previous=None if last is None else last.fix,
         ledger=ledger,
+        ingest=services.ingest,
         limits=settings.limits,
         rate_limiter=services.rate_limiter,
         max_batch_pings=settings.max_batch_pings,

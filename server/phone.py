@@ -2,7 +2,7 @@
 
 The reader (this endpoint's task) decodes and judges frames and queues pings
 for the group commit. It never waits for a commit, nor for room in a full ingest
-queue (a submitter task waits), so an SOS is read even while pings are held back.
+queue (such a frame is refused `rate_limited` at once), so an SOS is read at once.
 What goes back to the phone (errors, acks) is drained by a short-lived writer task
 started only when there is something to send, so a slow phone delays only itself
 and an idle phone costs no task.
@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 
 # Frames waiting for a phone that does not read; past this it is dropped.
 MAX_OUTBOX_FRAMES = 1000
-# Ping frames of one phone waiting for room in a full ingest queue; past this its pings are
-# answered `rate_limited` (and resent later) rather than the reader stopping, which would
-# leave an SOS behind them unread (DESIGN rule 3).
-MAX_WAITING_FRAMES = 64
 
 
 class PhoneSession:
@@ -39,9 +35,6 @@ class PhoneSession:
         self._services = services
         self._outbox: deque[str] = deque()
         self._writer: asyncio.Task | None = None
-        # Ping frames for the ingest, in arrival order, when it had no room for them at once.
-        self._waiting: deque[list] = deque()
-        self._submitter: asyncio.Task | None = None
         self._sent_ack = -1
         self._closing = False
         self.ledger: Ledger | None = None
@@ -81,10 +74,9 @@ class PhoneSession:
         finally:
             hub.remove_phone(str(device.user_id), self._on_event)
             self._closing = True
-            for task in (self._writer, self._submitter):
-                if task is not None and not task.done():
-                    task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
+            if self._writer is not None and not self._writer.done():
+                self._writer.cancel()
+                await asyncio.gather(self._writer, return_exceptions=True)
 
     async def _authenticate(self) -> auth.Device | None:
         """Bearer header on the upgrade, else a `hello` frame within the hello timeout."""
@@ -107,7 +99,6 @@ class PhoneSession:
         return await auth.device_for(engine=engine, token=frame.token) if isinstance(frame, wire.Hello) else None
 
     async def _read(self, intake: Intake) -> None:
-        ingest = self._services.ingest
         max_errors = self._services.settings.max_consecutive_errors
         consecutive_errors = 0
         while not self.ledger.failed:
@@ -120,30 +111,17 @@ class PhoneSession:
                     await self._alert_frame(frame)
                     consecutive_errors = 0
                     continue
-                items = self._take(intake, frame)
+                self._take(intake, frame)
             except wire.FrameError as refusal:
                 self._send(wire.encode(refusal.frame()))
+                if refusal.code == "rate_limited":
+                    continue  # not garbage: the phone resends later (a full server sheds this way)
                 consecutive_errors += 1
                 if consecutive_errors >= max_errors:
                     await self._ws.close(errors.CLOSE_POLICY, "too many refused frames")
                     return
                 continue
             consecutive_errors = 0
-            if not items:
-                continue
-            if not self._waiting and ingest.has_room:
-                await ingest.submit(items)  # returns at once: the common case costs no task
-            else:
-                self._waiting.append(items)
-                if self._submitter is None or self._submitter.done():
-                    self._submitter = asyncio.create_task(self._submit_waiting(), name="phone-submitter")
-
-    async def _submit_waiting(self) -> None:
-        """Hand waiting frames to the ingest in order, waiting for room, while the reader reads on."""
-        ingest = self._services.ingest
-        while self._waiting:
-            await ingest.submit(self._waiting[0])
-            self._waiting.popleft()
 
     @staticmethod
     def _decode(message: dict):
@@ -152,17 +130,15 @@ class PhoneSession:
             raise wire.FrameError("bad_json", "frames must be JSON text, not binary")
         return wire.decode_frame(text)
 
-    def _take(self, intake: Intake, frame) -> list:
-        backlogged = len(self._waiting) >= MAX_WAITING_FRAMES
+    def _take(self, intake: Intake, frame) -> None:
         if isinstance(frame, wire.Ping):
-            items, refusals = intake.take((frame,), backlogged=backlogged)
+            refusals = intake.take((frame,))
         elif isinstance(frame, wire.Batch):
-            items, refusals = intake.take(frame.pings, backlogged=backlogged)
+            refusals = intake.take(frame.pings)
         else:
             raise wire.FrameError("conflict", "already authenticated", field="type")
         for refusal in refusals:
             self._send(wire.encode(refusal.frame()))
-        return items
 
     async def _alert_frame(self, frame: wire.Sos | wire.SosCancel) -> None:
         """An SOS or a cancel: its own transaction, not queued behind the pings (DESIGN rule 3).

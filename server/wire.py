@@ -85,12 +85,16 @@ _encoder = msgspec.json.Encoder()
 class FrameError(Exception):
     """A frame (or one ping in it) the server refuses: becomes an `error` frame."""
 
-    def __init__(self, code: str, message: str, *, field: str | None = None, seq: int | None = None):
+    def __init__(self, code: str, message: str, *, field: str | None = None, seq: int | None = None,
+                 seqs: tuple[int, int] | None = None):
+        """`seq`: the one refused ping. `seqs`: the first and last seq of a refused batch (an
+        addition to the contract, so a phone that sends several batches knows which to resend)."""
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
         self.seq = seq
+        self.seqs = seqs
 
     def frame(self) -> dict:
         body = {"type": "error", "code": self.code, "message": self.message}
@@ -98,6 +102,8 @@ class FrameError(Exception):
             body["field"] = self.field
         if self.seq is not None:
             body["seq"] = self.seq
+        if self.seqs is not None:
+            body["first_seq"], body["last_seq"] = self.seqs
         return body
 
 
@@ -122,8 +128,15 @@ class _SeqOnly(msgspec.Struct):
 _seq_decoder = msgspec.json.Decoder(_SeqOnly | list | str | float | int | bool | None)
 
 
+def seq_of(ping: "PingFields | msgspec.Raw") -> int | None:
+    """The seq of a ping of a frame (decoded or not), when it is a usable one, so the phone
+    can be told which of its pings a refusal is about."""
+    if isinstance(ping, PingFields):
+        return ping.seq
+    return _seq_of(ping)
+
+
 def _seq_of(raw: bytes | str) -> int | None:
-    """The seq of a refused ping, when it is a usable one, so the phone knows which."""
     try:
         body = _seq_decoder.decode(raw)
     except msgspec.DecodeError:

@@ -1,5 +1,6 @@
 """HTTP for the same data: accounts, the batch fallback, last location, track."""
 
+import asyncio
 import time
 from xml.etree import ElementTree as ET
 
@@ -100,6 +101,21 @@ def test_post_pings_refuses_bad_bodies(server, content, status, code):
     _, token = create_user(server)
     response = httpx.post(f"{server.url}/v1/pings", content=content, headers=bearer(token))
     assert (response.status_code, response.json()["code"]) == (status, code)
+
+
+async def test_a_batch_posted_into_a_full_queue_is_429_rate_limited_and_stores_nothing(fresh_server, engine):
+    server = fresh_server(GUARDIAN_INGEST_QUEUE_ROWS="1", GUARDIAN_FLUSH_INTERVAL_MS="2000")
+    user_id, token = create_user(server)
+    start = now_ms() - 60_000
+    async with httpx.AsyncClient(base_url=server.url, headers=bearer(token), timeout=10) as client:
+        first = asyncio.create_task(client.post("/v1/pings", json={"pings": walk(3, start)}))
+        await asyncio.sleep(0.5)  # the first batch now fills the queue until its flush
+        second = await client.post("/v1/pings", json={"pings": walk(3, start + 3000, first_seq=3)})
+        assert second.status_code == 429 and second.json()["code"] == "rate_limited", second.text
+        assert (await first).json()["seq"] == 2
+        again = await client.post("/v1/pings", json={"pings": walk(3, start + 3000, first_seq=3)})
+        assert again.status_code == 200 and again.json()["seq"] == 5
+    assert [row["seq"] for row in await stored_pings(engine, user_id)] == list(range(6))
 
 
 def test_post_pings_refuses_more_than_1000(server):

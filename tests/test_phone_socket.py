@@ -285,19 +285,69 @@ async def test_a_device_over_its_rate_limit_is_told_rate_limited(fresh_server, e
     await ws.close()
 
 
-async def test_a_full_ingest_queue_holds_phones_back_and_loses_nothing(fresh_server, engine):
-    server = fresh_server(GUARDIAN_INGEST_QUEUE_ROWS="20", GUARDIAN_FLUSH_MAX_ROWS="15")
+async def test_a_full_ingest_queue_sheds_frames_and_resends_lose_nothing(fresh_server, engine):
+    """Six phones into a queue of 20 rows flushed every 200 ms: some batches are refused
+    `rate_limited` (never queued, never closed for it); resent, every ping is stored once."""
+    server = fresh_server(GUARDIAN_INGEST_QUEUE_ROWS="20", GUARDIAN_FLUSH_MAX_ROWS="15",
+                          GUARDIAN_FLUSH_INTERVAL_MS="200")
     phones = [create_user(server, name=f"Phone {i}") for i in range(6)]
     sockets = [(await connect_phone(server, token))[0] for _, token in phones]
     start = now_ms() - 100_000
-    for ws in sockets:
+    refused = 0
+
+    async def stream(ws) -> None:
+        nonlocal refused
         for first in range(0, 100, 25):
-            await ws.send(json.dumps({"type": "batch", "pings": walk(first, 25, start + first * 1000)}))
-    await asyncio.gather(*(until_ack(ws, 99, timeout_s=20) for ws in sockets))
+            while True:
+                await ws.send(json.dumps({"type": "batch", "pings": walk(first, 25, start + first * 1000)}))
+                answer = await until_type_or_ack(ws, first + 24)
+                if answer["type"] == "ack":
+                    break
+                assert answer["code"] == "rate_limited" and "seq" not in answer, answer
+                assert (answer["first_seq"], answer["last_seq"]) == (first, first + 24), answer
+                refused += 1
+                await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(asyncio.gather(*(stream(ws) for ws in sockets)), 60)
+    assert refused > 0, "the queue never filled: the test did not exercise shedding"
     for user_id, _ in phones:
         assert [row["seq"] for row in await stored_pings(engine, user_id)] == list(range(100))
     for ws in sockets:
         await ws.close()
+
+
+async def until_type_or_ack(ws, seq: int) -> dict:
+    """The next error, or the ack covering `seq`."""
+    while True:
+        frame = await receive(ws, timeout_s=10)
+        if frame["type"] == "error" or (frame["type"] == "ack" and frame["seq"] >= seq):
+            return frame
+
+
+async def test_pings_refused_for_a_full_queue_name_their_seq_and_never_close_the_socket(fresh_server, engine):
+    """More refusals in a row than the garbage limit: the phone is not closed, the ack passes
+    over the refused seqs (each was answered), and the resent pings are stored."""
+    server = fresh_server(GUARDIAN_INGEST_QUEUE_ROWS="1", GUARDIAN_FLUSH_INTERVAL_MS="1000",
+                          GUARDIAN_MAX_CONSECUTIVE_ERRORS="10")
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    pings = walk(0, 30, now_ms() - 60_000)
+    for fields in pings:
+        await ws.send(json.dumps({"type": "ping", **fields}))
+    frames = await until_ack(ws, 29)
+    refused = sorted(frame["seq"] for frame in frames if frame["type"] == "error")
+    assert all(frame["code"] == "rate_limited" for frame in frames if frame["type"] == "error")
+    assert len(refused) >= 20, frames
+    stored = [row["seq"] for row in await stored_pings(engine, user_id)]
+    assert sorted(stored + refused) == list(range(30))
+    # Sent again as new pings (the ack has passed their seqs), in one batch into the empty queue.
+    again = [{**fields, "seq": new_seq}
+             for new_seq, fields in enumerate((fields for fields in pings if fields["seq"] in refused), start=30)]
+    await ws.send(json.dumps({"type": "batch", "pings": again}))
+    assert (await until_ack(ws, again[-1]["seq"], timeout_s=10))[-1]["seq"] == again[-1]["seq"]
+    stored = await stored_pings(engine, user_id)
+    assert len(stored) == 30 and len({row["device_ts"] for row in stored}) == 30
+    await ws.close()
 
 
 async def test_a_dead_phone_is_dropped_by_keepalive(fresh_server):

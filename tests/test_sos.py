@@ -145,18 +145,24 @@ async def test_sos_is_not_queued_behind_the_ping_batch(fresh_server):
 
 
 async def test_sos_is_not_held_back_by_a_full_ingest_queue(fresh_server):
-    """The ingest queue is full and flushes only every 3 s: the reader still reads the SOS at once."""
+    """The ingest queue is full and flushes only every 3 s: the batch that finds no room is
+    refused at once, and the SOS behind it is read and acknowledged at once."""
     server = fresh_server(GUARDIAN_FLUSH_INTERVAL_MS="3000", GUARDIAN_INGEST_QUEUE_ROWS="10")
     _, token = create_user(server)
     ws, _ = await connect_phone(server, token)
     now_ms = int(time.time() * 1000)
-    for first in (0, 100):  # the second batch must wait for room
-        await ws.send(json.dumps({"type": "batch", "pings": [
-            {"seq": first + i, "ts": now_ms - 1000 + first + i, "lat": 25.03, "lon": 121.56} for i in range(100)]}))
+    batches = [{"type": "batch", "pings": [
+        {"seq": first + i, "ts": now_ms - 1000 + first + i, "lat": 25.03, "lon": 121.56} for i in range(100)]}
+        for first in (0, 100)]
+    for batch in batches:  # the second finds the queue full
+        await ws.send(json.dumps(batch))
     started = time.monotonic()
     await ws.send(json.dumps(sos_frame()))
-    first_answer = await receive(ws, timeout_s=10)
-    assert first_answer["type"] == "sos_ack" and time.monotonic() - started < 1.0
+    answers = [await receive(ws, timeout_s=10), await receive(ws, timeout_s=10)]
+    assert answers[0]["type"] == "error" and answers[0]["code"] == "rate_limited", answers
+    assert answers[1]["type"] == "sos_ack" and time.monotonic() - started < 1.0, answers
+    await until_ack(ws, 99, timeout_s=15)
+    await ws.send(json.dumps(batches[1]))
     await until_ack(ws, 199, timeout_s=15)
     await ws.close()
 
