@@ -50,6 +50,7 @@ class Fanout:
         self._subscriber = subscriber
         self.hub = hub
         self._origin = uuid.uuid4().hex
+        self._channel = keys.events_channel(redis.connection_pool.connection_kwargs.get("db", 0))
         # user id → (alert id, precincts) of unfinished alerts: whose fixes go to the consoles.
         self.watched: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._listener: asyncio.Task | None = None
@@ -114,7 +115,7 @@ class Fanout:
             async with asyncio.timeout(PUBLISH_TIMEOUT_S):
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for message in messages:
-                        pipe.publish(keys.EVENTS_CHANNEL, self._encoder.encode(message))
+                        pipe.publish(self._channel, self._encoder.encode(message))
                     await pipe.execute()
         except (RedisError, OSError, TimeoutError) as error:
             log.warning("%d %s event(s) not published to other processes: %s", len(messages), messages[0].type,
@@ -128,7 +129,7 @@ class Fanout:
         while True:
             try:
                 async with self._subscriber.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(keys.EVENTS_CHANNEL)
+                    await pubsub.subscribe(self._channel)
                     if lost:
                         # What other processes published meanwhile is gone: consoles reload.
                         log.warning("event subscription restored; consoles resync")
