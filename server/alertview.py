@@ -47,12 +47,18 @@ def _location(row) -> dict | None:
 
 async def load(*, connection: AsyncConnection, track_points: int, alert_ids: list[uuid.UUID] | None = None,
                viewer: Staff | None = None, unfinished_only: bool = False) -> list[View]:
-    """Alerts by id, or every unfinished one a viewer may see; oldest first."""
+    """Alerts by id, or every unfinished one a viewer may see; oldest first.
+
+    One round trip, tracks and notes included: an alert's way to a console is latency that
+    counts (each round trip waits its turn on a busy event loop)."""
+    track, notes = _track_of_each(track_points), _notes_of_each()
     query = (
         sa.select(alerts, users.c.name.label("user_name"), users.c.phone.label("user_phone"),
                   precincts.c.name.label("precinct_name"),
-                  sa.func.ST_Y(alerts.c.location).label("lat"), sa.func.ST_X(alerts.c.location).label("lon"))
-        .select_from(alerts.join(users, users.c.user_id == alerts.c.user_id).outerjoin(precincts))
+                  sa.func.ST_Y(alerts.c.location).label("lat"), sa.func.ST_X(alerts.c.location).label("lon"),
+                  *track.c, *notes.c)
+        .select_from(alerts.join(users, users.c.user_id == alerts.c.user_id).outerjoin(precincts)
+                     .join(track, sa.true()).join(notes, sa.true()))
         .order_by(alerts.c.opened_at)
     )
     if alert_ids is not None:
@@ -61,16 +67,50 @@ async def load(*, connection: AsyncConnection, track_points: int, alert_ids: lis
         query = query.where(visible_to(viewer))
     if unfinished_only:
         query = query.where(alerts.c.status.in_(UNFINISHED))
-    rows = (await connection.execute(query)).all()
-    if not rows:
-        return []
-    ids = [row.alert_id for row in rows]
-    tracks = await _tracks(connection=connection, alert_ids=ids, points=track_points)
-    notes = await _notes(connection=connection, alert_ids=ids)
-    return [_view(row, tracks.get(row.alert_id, []), notes.get(row.alert_id, [])) for row in rows]
+    return [_view(row) for row in await connection.execute(query)]
 
 
-def _view(row, track: list[dict], notes: list[dict]) -> View:
+def _ordered(column, by):
+    return sa.func.array_agg(pg.aggregate_order_by(column, by))
+
+
+def _track_of_each(points: int):
+    """Per alert: its user's recent plausible fixes (newest `points`, from a while before the
+    SOS), as arrays oldest first."""
+    recent = (
+        sa.select(sa.func.ST_Y(pings.c.location).label("lat"), sa.func.ST_X(pings.c.location).label("lon"),
+                  pings.c.accuracy_m, pings.c.device_ts)
+        .where(pings.c.user_id == alerts.c.user_id, pings.c.device_ts >= alerts.c.opened_at - TRACK_LEAD,
+               pings.c.suspect.is_(None))
+        .order_by(pings.c.device_ts.desc()).limit(points)
+        .correlate(alerts)
+        .subquery("recent")
+    )
+    return sa.select(
+        _ordered(recent.c.lat, recent.c.device_ts).label("track_lat"),
+        _ordered(recent.c.lon, recent.c.device_ts).label("track_lon"),
+        _ordered(recent.c.accuracy_m, recent.c.device_ts).label("track_acc"),
+        _ordered(recent.c.device_ts, recent.c.device_ts).label("track_ts"),
+    ).lateral("track")
+
+
+def _notes_of_each():
+    """Per alert: its notes as arrays, in the order they were written."""
+    written = (sa.select(alert_notes).where(alert_notes.c.alert_id == alerts.c.alert_id)
+               .correlate(alerts).subquery("written"))
+    return sa.select(
+        _ordered(written.c.author, written.c.note_id).label("note_authors"),
+        _ordered(written.c.text, written.c.note_id).label("note_texts"),
+        _ordered(written.c.created_at, written.c.note_id).label("note_times"),
+    ).lateral("notes")
+
+
+def _view(row) -> View:
+    track = [{"lat": lat, "lon": lon, "acc": acc, "ts": wire.format_time(ts)}
+             for lat, lon, acc, ts in zip(row.track_lat or (), row.track_lon or (), row.track_acc or (),
+                                          row.track_ts or ())]
+    notes = [{"author": author, "text": text, "at": wire.format_time(at)}
+             for author, text, at in zip(row.note_authors or (), row.note_texts or (), row.note_times or ())]
     alert = {
         "alert_id": str(row.alert_id),
         "status": row.status,
@@ -91,38 +131,6 @@ def _view(row, track: list[dict], notes: list[dict]) -> View:
         "outcome": row.outcome,
     }
     return View(alert, str(row.user_id), tuple(row.visible_precincts), row.phone_status, row.status)
-
-
-async def _tracks(*, connection: AsyncConnection, alert_ids: list[uuid.UUID], points: int) -> dict:
-    """Each alert's recent plausible fixes, newest last."""
-    recent = (
-        sa.select(sa.func.ST_Y(pings.c.location).label("lat"), sa.func.ST_X(pings.c.location).label("lon"),
-                  pings.c.accuracy_m, pings.c.device_ts)
-        .where(pings.c.user_id == alerts.c.user_id, pings.c.device_ts >= alerts.c.opened_at - TRACK_LEAD,
-               pings.c.suspect.is_(None))
-        .order_by(pings.c.device_ts.desc()).limit(points)
-        .lateral("recent")
-    )
-    rows = await connection.execute(
-        sa.select(alerts.c.alert_id, recent).select_from(alerts.join(recent, sa.true()))
-        .where(alerts.c.alert_id.in_(alert_ids)))
-    tracks: dict = {}
-    for row in rows:
-        tracks.setdefault(row.alert_id, []).append(
-            {"lat": row.lat, "lon": row.lon, "acc": row.accuracy_m, "ts": wire.format_time(row.device_ts)})
-    for track in tracks.values():
-        track.sort(key=lambda point: point["ts"])
-    return tracks
-
-
-async def _notes(*, connection: AsyncConnection, alert_ids: list[uuid.UUID]) -> dict:
-    rows = await connection.execute(
-        sa.select(alert_notes).where(alert_notes.c.alert_id.in_(alert_ids)).order_by(alert_notes.c.note_id))
-    notes: dict = {}
-    for row in rows:
-        notes.setdefault(row.alert_id, []).append(
-            {"author": row.author, "text": row.text, "at": wire.format_time(row.created_at)})
-    return notes
 
 
 def audit_rows(*, viewer: Staff, shown: list[tuple[str, str]], context: str) -> list[dict]:
