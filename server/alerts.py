@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from geo import rules
 from geo.fix import Fix
-from server import history, jurisdictions, outbox, pins, wire
+from server import db, history, jurisdictions, outbox, pins, wire
 from server.alertview import UNFINISHED, visible_to
 from server.auth import Device
 from server.config import Settings
@@ -92,9 +92,16 @@ async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device
 
     On the alert path's own connection, never queued behind the ping ingest, in two round
     trips: the last location (for the rules and the fallback), then one statement that
-    routes, inserts the alert and records its events, committed as it returns.
+    routes, inserts the alert and records its events, committed as it returns. Idempotent,
+    so a pooled connection found dead is no reason to refuse: it runs again on a fresh one.
     """
     sos_id = _sos_id(sos.sos_id)
+    return await db.once_more_if_stale(lambda: _raise(engine=engine, settings=settings, device=device, sos=sos,
+                                                      sos_id=sos_id))
+
+
+async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos: wire.SosFields,
+                 sos_id: uuid.UUID) -> Raised:
     now = datetime.now(UTC)
     async with engine.connect() as pooled:
         connection = await pooled.execution_options(isolation_level="AUTOCOMMIT")

@@ -1,8 +1,21 @@
-"""Building the database engine (in the app's lifespan or a CLI command, never at import)."""
+"""Building the database engine (in the app's lifespan or a CLI command, never at import).
 
+Pooled connections are not pinged before use: that would cost every checkout a round
+trip, and on a busy event loop every round trip waits its turn (an SOS takes several).
+A connection that PostgreSQL dropped (a restart, a terminated backend) may then fail
+its first statement; SQLAlchemy discards the whole pool, and `once_more_if_stale` lets
+an idempotent operation run again on a fresh connection rather than fail.
+"""
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from server.config import Settings
+
+T = TypeVar("T")
 
 
 def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
@@ -10,7 +23,18 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
         settings.database_url,
         pool_size=pool_size or settings.db_pool_size,
         max_overflow=2,
-        pool_pre_ping=True,
         pool_timeout=10,
         connect_args={"command_timeout": 30, "server_settings": {"application_name": "guardian"}},
     )
+
+
+
+async def once_more_if_stale(operation: Callable[[], Awaitable[T]]) -> T:
+    """Run an idempotent `operation`; if its pooled connection had died (PostgreSQL dropped
+    it since it was last used), run it once more on a fresh connection."""
+    try:
+        return await operation()
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+    return await operation()

@@ -120,3 +120,33 @@ async def test_sos_while_postgresql_is_down_gets_an_error_and_the_retry_succeeds
             count = await connection.scalar(sa.text("SELECT count(*) FROM alerts WHERE user_id = :u"), {"u": user_id})
         assert count == 1
         await phone.close()
+
+
+async def test_an_sos_on_a_pooled_connection_that_died_is_acknowledged_not_refused(fresh_server, engine):
+    """PostgreSQL dropped the server's idle connections (a restart, a failover): the next SOS
+    may find its pooled connection dead, and runs again on a fresh one instead of failing.
+    Whether the driver noticed the drop first is a race, so it is tried a few times."""
+    server = fresh_server()
+    _, token = create_user(server)
+    phone, _ = await connect_phone(server, token)
+    await phone.send(json.dumps(sos_frame()))
+    await until_type(phone, "sos_ack")  # the alert pool now holds an idle connection
+    for _ in range(5):
+        async with engine.connect() as connection:
+            dropped = await connection.scalar(sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'guardian' AND datname = current_database()"))
+        assert dropped > 0
+        again = sos_frame()
+        await phone.send(json.dumps(again))
+        answer = await receive_sos_answer(phone)
+        assert answer["type"] == "sos_ack" and answer["sos_id"] == again["sos_id"], answer
+    await phone.close()
+
+
+async def receive_sos_answer(phone) -> dict:
+    """The next sos_ack or error."""
+    while True:
+        frame = json.loads(await asyncio.wait_for(phone.recv(), 10))
+        if frame["type"] in ("sos_ack", "error"):
+            return frame
