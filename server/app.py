@@ -47,7 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
             fanout = Fanout(redis=redis, subscriber=subscriber, hub=Hub())
             fanout.start()
             stack.push_async_callback(fanout.close)
-            relay = Relay(engine=engine, alert_engine=alert_engine, redis=redis, settings=settings, fanout=fanout)
+            relay = Relay(engine=engine, redis=redis, settings=settings, fanout=fanout)
             relay.start()
             stack.push_async_callback(relay.close)
             sweeper = Sweeper(engine=engine, settings=settings, relay=relay, fanout=fanout)

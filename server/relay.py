@@ -96,11 +96,8 @@ class Worker:
 
 
 class Relay:
-    def __init__(self, *, engine: AsyncEngine, alert_engine: AsyncEngine, redis: Redis, settings: Settings,
-                 fanout: Fanout):
-        """`alert_engine`: the SOS path's pool, for taking a new alert to the consoles at once."""
+    def __init__(self, *, engine: AsyncEngine, redis: Redis, settings: Settings, fanout: Fanout):
         self._engine = engine
-        self._alert_engine = alert_engine
         self._redis = redis
         self._settings = settings
         self._fanout = fanout
@@ -142,13 +139,14 @@ class Relay:
         task.add_done_callback(self._rushing.discard)
 
     async def _rush(self, alert_id: uuid.UUID, event_id: uuid.UUID) -> None:
-        """On the SOS path's pool: the main pool may be busy with phones connecting."""
+        """On the main pool: the SOS path's own pool is kept for committing SOS (a busy loop
+        makes every connection's use slow, and a rush holding them made SOS wait for one)."""
         try:
-            async with self._alert_engine.connect() as connection:
+            async with self._engine.connect() as connection:
                 [view] = await alertview.load(connection=connection, alert_ids=[alert_id],
                                               track_points=self._settings.alert_track_points)
             if await self._fanout.publish_alert(view, kind="opened", event_id=str(event_id)):
-                async with self._alert_engine.begin() as connection:
+                async with self._engine.begin() as connection:
                     await outbox.complete_event(connection=connection, event_id=event_id, channel=outbox.CONSOLE)
                 return
         except STORAGE_ERRORS as error:
