@@ -87,26 +87,36 @@ async def _existing(connection: AsyncConnection, user_id: uuid.UUID, sos_id: uui
     return None if row is None else Raised(row.alert_id, sos_id, row.phone_status, created=False)
 
 
-async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device, sos: wire.SosFields) -> Raised:
+# `last_fix` of raise_alert: read the user's last location from PostgreSQL.
+FROM_STORAGE = object()
+
+
+async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device, sos: wire.SosFields,
+                      last_fix: Fix | None | object = FROM_STORAGE) -> Raised:
     """Commit the alert and its outbox events; a retry of the same sos_id returns the first alert.
 
-    On the alert path's own connection, never queued behind the ping ingest, in two round
-    trips: the last location (for the rules and the fallback), then one statement that
-    routes, inserts the alert and records its events, committed as it returns. Idempotent,
-    so a pooled connection found dead is no reason to refuse: it runs again on a fresh one.
+    On the alert path's own connection, never queued behind the ping ingest, in one
+    statement that routes, inserts the alert and records its events, committed as it
+    returns. The rules and the no-fix fallback need the last plausible fix: a phone socket
+    knows its device's (`last_fix`, fresher than storage: it includes pings still on their
+    way), otherwise it is read first. Each round trip waits its turn on a busy event loop.
+    Idempotent, so a pooled connection found dead is no reason to refuse: it runs again on
+    a fresh one.
     """
     sos_id = _sos_id(sos.sos_id)
     return await db.once_more_if_stale(lambda: _raise(engine=engine, settings=settings, device=device, sos=sos,
-                                                      sos_id=sos_id))
+                                                      sos_id=sos_id, last_fix=last_fix))
 
 
 async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos: wire.SosFields,
-                 sos_id: uuid.UUID) -> Raised:
+                 sos_id: uuid.UUID, last_fix: Fix | None | object) -> Raised:
     now = datetime.now(UTC)
     async with engine.connect() as pooled:
         connection = await pooled.execution_options(isolation_level="AUTOCOMMIT")
-        last = await history.last_location(connection=connection, user_id=device.user_id)
-        located = locate(sos, previous=None if last is None else last.fix, now=now, limits=settings.limits)
+        if last_fix is FROM_STORAGE:
+            last = await history.last_location(connection=connection, user_id=device.user_id)
+            last_fix = None if last is None else last.fix
+        located = locate(sos, previous=last_fix, now=now, limits=settings.limits)
         fix = located.fix
         if fix is None:
             precinct, out_of_area = sa.null(), sa.false()

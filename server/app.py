@@ -14,6 +14,7 @@ from server.auditlog import AuditLog
 from server.config import Settings
 from server.fanout import Fanout
 from server.ingest import Ingest
+from server.looplag import LoopLag
 from server.ratelimit import RateLimiter
 from server.relay import Relay
 from server.services import Services
@@ -67,6 +68,9 @@ def create_app(settings: Settings) -> FastAPI:
             audit_log = AuditLog(engine=engine)
             audit_log.start()
             stack.push_async_callback(audit_log.close)
+            loop_lag = LoopLag()
+            loop_lag.start()
+            stack.push_async_callback(loop_lag.close)
             app.state.services = Services(
                 settings=settings,
                 engine=engine,

@@ -42,6 +42,11 @@ class Intake:
         self._rate_limiter = rate_limiter
         self._max_batch = max_batch_pings
 
+    @property
+    def previous(self) -> Fix | None:
+        """The device's last plausible fix: from storage at the start, then from its own pings."""
+        return self._previous
+
     def take(self, pings: Sequence[wire.PingFields | msgspec.Raw]) -> list[wire.FrameError]:
         """Judge a frame's pings and queue the storable ones for the group commit (each
         entered in the ledger). Returns the refusals of single pings, to answer.

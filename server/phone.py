@@ -108,7 +108,7 @@ class PhoneSession:
             try:
                 frame = self._decode(message)
                 if isinstance(frame, wire.Sos | wire.SosCancel):
-                    await self._alert_frame(frame)
+                    await self._alert_frame(frame, intake)
                     consecutive_errors = 0
                     continue
                 self._take(intake, frame)
@@ -140,7 +140,7 @@ class PhoneSession:
         for refusal in refusals:
             self._send(wire.encode(refusal.frame()))
 
-    async def _alert_frame(self, frame: wire.Sos | wire.SosCancel) -> None:
+    async def _alert_frame(self, frame: wire.Sos | wire.SosCancel, intake: Intake) -> None:
         """An SOS or a cancel: its own transaction, not queued behind the pings (DESIGN rule 3).
 
         Raises FrameError for a refusal; a storage failure is answered `unavailable`, never
@@ -149,7 +149,7 @@ class PhoneSession:
         try:
             if isinstance(frame, wire.Sos):
                 raised = await alerts.raise_alert(engine=services.alert_engine, settings=services.settings,
-                                                  device=self._device, sos=frame)
+                                                  device=self._device, sos=frame, last_fix=intake.previous)
             else:
                 alert_id = await alerts.cancel(engine=services.alert_engine, settings=services.settings,
                                                user_id=self._device.user_id, alert_id=frame.alert_id, pin=frame.pin)
