@@ -5,7 +5,7 @@ Per-device processing is sequential: the plausibility of a fix is judged
 against the device's previous plausible fix.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import msgspec
@@ -30,6 +30,7 @@ class Intake:
         previous: Fix | None,
         ledger: Ledger,
         ingest: Ingest,
+        in_alert: Callable[[], bool],
         limits: rules.Limits,
         rate_limiter: RateLimiter,
         max_batch_pings: int,
@@ -37,6 +38,7 @@ class Intake:
         self.device = device
         self.ledger = ledger
         self._ingest = ingest
+        self._in_alert = in_alert
         self._previous = previous
         self._limits = limits
         self._rate_limiter = rate_limiter
@@ -54,13 +56,15 @@ class Intake:
         Raises FrameError when the whole frame is refused: too many pings, this device over
         its rate, or the ingest queue full (shed before any judging, so an overloaded server
         spends nothing on what it cannot store). Then nothing of it enters the ledger, and
-        the phone may resend it all.
+        the phone may resend it all. The pings of a user with an unfinished alert are never
+        shed: dispatchers are following that track live (they are few, so the queue's bound
+        barely moves).
         """
         if len(pings) > self._max_batch:
             raise wire.FrameError("too_large", f"a batch holds at most {self._max_batch} pings", field="pings")
         if not pings:
             return []
-        if not self._ingest.has_room:
+        if not self._ingest.has_room and not self._in_alert():
             self._ingest.shed(len(pings))
             raise self._refuse_whole(pings, "the server is busy storing pings; resend later")
         if not self._rate_limiter.take(self.device.device_id, len(pings)):
@@ -110,15 +114,19 @@ class Intake:
         )
 
 
-async def open_intake(*, connection: AsyncConnection, services: Services, device: Device, ledger: Ledger) -> Intake:
-    """The intake of one device, judging its next fixes against its last plausible one."""
+async def open_intake(*, connection: AsyncConnection, services: Services, device: Device, ledger: Ledger,
+                      in_alert: Callable[[], bool] | None = None) -> Intake:
+    """The intake of one device, judging its next fixes against its last plausible one.
+    `in_alert`: whether the user has an unfinished alert (default: the fan-out's view)."""
     last = await history.last_location(connection=connection, user_id=device.user_id)
     settings = services.settings
+    fanout, user_key = services.fanout, str(device.user_id)
     return Intake(
         device=device,
         previous=None if last is None else last.fix,
         ledger=ledger,
         ingest=services.ingest,
+        in_alert=in_alert or (lambda: user_key in fanout.watched),
         limits=settings.limits,
         rate_limiter=services.rate_limiter,
         max_batch_pings=settings.max_batch_pings,

@@ -54,7 +54,7 @@ class PhoneSession:
                 acked_seq = await history.acked_seq(connection=connection, device_id=device.device_id)
                 self.ledger = Ledger(acked_seq, self._kick)
                 intake = await open_intake(connection=connection, services=self._services, device=device,
-                                           ledger=self.ledger)
+                                           ledger=self.ledger, in_alert=self._in_alert)
         except STORAGE_ERRORS as error:
             log.error("phone session cannot start, storage unavailable: %s", describe(error))
             await self._ws.close(errors.CLOSE_UNAVAILABLE, "storage unavailable; retry later")
@@ -171,6 +171,11 @@ class PhoneSession:
             services.relay.kick()
             self._told[str(alert_id)] = "cancelled"
             self._send(wire.encode({"type": "alert_status", "alert_id": str(alert_id), "status": "cancelled"}))
+
+    def _in_alert(self) -> bool:
+        """Whether this user has an unfinished alert: this phone was asked to report fast for
+        one (at its sos_ack, or told by the hub), or the fan-out knows one."""
+        return bool(self._fast) or str(self._device.user_id) in self._services.fanout.watched
 
     def _report_fast(self, alert_id: str) -> None:
         if alert_id not in self._fast:

@@ -167,6 +167,29 @@ async def test_sos_is_not_held_back_by_a_full_ingest_queue(fresh_server):
     await ws.close()
 
 
+async def test_a_full_queue_never_sheds_the_pings_of_a_user_in_an_alert(fresh_server):
+    """Dispatchers follow that track live: while the queue is full, other phones are told
+    rate_limited, the alerting phone's pings are all stored."""
+    server = fresh_server(GUARDIAN_FLUSH_INTERVAL_MS="1000", GUARDIAN_INGEST_QUEUE_ROWS="1")
+    _, token = create_user(server)
+    _, other_token = create_user(server, name="Bo Chen")
+    ws, _ = await connect_phone(server, token)
+    other, _ = await connect_phone(server, other_token)
+    await ws.send(json.dumps(sos_frame()))
+    await until_type(ws, "sos_ack")
+    now_ms = int(time.time() * 1000)
+    for seq in range(20):
+        fields = {"seq": seq, "ts": now_ms - 20_000 + seq * 1000, "lat": 25.0339 + seq * 1e-5, "lon": 121.5645}
+        await other.send(json.dumps({"type": "ping", **fields}))
+        await ws.send(json.dumps({"type": "ping", **fields}))
+    frames = await until_ack(ws, 19, timeout_s=10)
+    assert [frame for frame in frames if frame["type"] == "error"] == []
+    others = await until_ack(other, 19, timeout_s=10)
+    assert any(frame.get("code") == "rate_limited" for frame in others), "the queue never filled"
+    await ws.close()
+    await other.close()
+
+
 async def test_sos_over_http_is_201_then_200_for_the_retry(server, engine):
     user_id, token = create_user(server)
     body = {key: value for key, value in sos_frame().items() if key != "type"}
