@@ -23,6 +23,7 @@ class Event:
     frame: dict  # what a console receives
     event_id: str | None = None
     phone_status: str | None = None
+    text: str = ""  # the frame as JSON, encoded once for every console that gets it
 
 
 RESYNC = Event(type="resync", alert_id="", user_id="", precincts=(), frame={})

@@ -99,7 +99,7 @@ class ConsoleSession:
                 # group-committed within milliseconds, and retried if PostgreSQL is away).
                 audited.add(event.alert_id)
                 self._audit(event)
-            await self._ws.send_text(wire.encode(event.frame))
+            await self._ws.send_text(event.text or wire.encode(event.frame))
 
     def _audit(self, event: Event) -> None:
         self._services.audit_log.add(

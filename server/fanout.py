@@ -107,7 +107,8 @@ class Fanout:
                 del self.watched[message.user_id]
         self.hub.publish(Event(type=message.type, alert_id=message.alert_id, user_id=message.user_id,
                                precincts=tuple(message.precincts), frame=message.frame,
-                               event_id=message.event_id, phone_status=message.phone_status))
+                               event_id=message.event_id, phone_status=message.phone_status,
+                               text=wire.encode(message.frame)))
 
     async def _send(self, *messages: _Message) -> bool:
         """Publish to the other processes, in one round trip however many."""
