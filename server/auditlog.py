@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.ingest import STORAGE_ERRORS, describe
 from server.tables import audit_reads
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,7 @@ class AuditLog:
         self._task = asyncio.create_task(self._run(), name="audit-log")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
         if self._rows:
             await self._flush()
 

@@ -24,6 +24,7 @@ from notifier.hub import Event, Hub
 from server import keys, wire
 from server.alertview import UNFINISHED, View
 from server.ingest import describe
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,7 @@ class Fanout:
         self._listener = asyncio.create_task(self._listen(), name="fanout-listen")
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+        await cancel_and_wait(self._listener)
 
     def watch(self, watched: dict[str, tuple[str, tuple[str, ...]]]) -> None:
         """Replace the set of users with unfinished alerts (from PostgreSQL, at start and each sweep)."""

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server import history, hotstate
 from server.ledger import Entry, Ledger
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +192,7 @@ class Ingest:
 
     async def close(self) -> None:
         """Flush what is queued, then stop. Called after the sockets are closed."""
-        for task in (self._runner, self._reporter):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(self._runner, self._reporter)
         while self._buffer:
             await self._committing.acquire()
             self._start_flush()

@@ -9,6 +9,8 @@ import asyncio
 import logging
 import time
 
+from server.tasks import cancel_and_wait
+
 log = logging.getLogger(__name__)
 
 
@@ -23,9 +25,7 @@ class LoopLag:
         self._task = asyncio.create_task(self._run(), name="loop-lag")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         ticks = late = 0

@@ -22,6 +22,7 @@ from server.ingest import STORAGE_ERRORS, describe
 from server.intake import Intake, open_intake
 from server.ledger import Ledger
 from server.services import Services
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,7 @@ class PhoneSession:
         finally:
             hub.remove_phone(str(device.user_id), self._on_event)
             self._closing = True
-            if self._writer is not None and not self._writer.done():
-                self._writer.cancel()
-                await asyncio.gather(self._writer, return_exceptions=True)
+            await cancel_and_wait(self._writer)
 
     async def _authenticate(self) -> auth.Device | None:
         """Bearer header on the upgrade, else a `hello` frame within the hello timeout."""

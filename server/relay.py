@@ -28,6 +28,7 @@ from server.config import Settings
 from server.fanout import Fanout
 from server.ingest import STORAGE_ERRORS, describe
 from server.tables import contacts, devices, push_tokens, staff, users
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,7 @@ class Worker:
         self._wake.set()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:
@@ -154,9 +153,7 @@ class Relay:
         self.workers[outbox.CONSOLE].kick()
 
     async def close(self) -> None:
-        for task in list(self._rushing):
-            task.cancel()
-        await asyncio.gather(*self._rushing, return_exceptions=True)
+        await cancel_and_wait(*self._rushing)
         for worker in self.workers.values():
             await worker.close()
         if self._fcm is not None:

@@ -14,6 +14,7 @@ from server import alerts
 from server.fanout import Fanout
 from server.ingest import STORAGE_ERRORS, describe
 from server.relay import Relay
+from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,7 @@ class Sweeper:
         self._task = asyncio.create_task(self._run(), name="sweeper")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
 
     async def sweep(self) -> int:
         escalated = await alerts.escalate_due(engine=self._engine, settings=self._settings)

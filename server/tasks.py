@@ -1,0 +1,12 @@
+"""Owned background tasks: what every component with a task of its own does on close."""
+
+import asyncio
+
+
+async def cancel_and_wait(*tasks: asyncio.Task | None) -> None:
+    """Cancel these tasks (None and finished ones are skipped) and wait until they are done.
+    What they raised is theirs to log; closing goes on."""
+    live = [task for task in tasks if task is not None and not task.done()]
+    for task in live:
+        task.cancel()
+    await asyncio.gather(*live, return_exceptions=True)
