@@ -28,7 +28,6 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
     )
 
 
-
 async def once_more_if_stale(operation: Callable[[], Awaitable[T]]) -> T:
     """Run an idempotent `operation`; if its pooled connection had died (PostgreSQL dropped
     it since it was last used), run it once more on a fresh connection."""

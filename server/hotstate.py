@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Sequence
 
 import msgspec
-
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 

@@ -172,9 +172,9 @@ class PhoneSession:
             self._send(wire.encode({"type": "alert_status", "alert_id": str(alert_id), "status": "cancelled"}))
 
     def _in_alert(self) -> bool:
-        """Whether this user has an unfinished alert: this phone was asked to report fast for
-        one (at its sos_ack, or told by the hub), or the fan-out knows one."""
-        return bool(self._fast) or str(self._device.user_id) in self._services.fanout.watched
+        """Whether this user has an unfinished alert: this phone was asked to report fast for one
+        (at its sos_ack, at connect from the fan-out's watch list, or told by the hub)."""
+        return bool(self._fast)
 
     def _report_fast(self, alert_id: str) -> None:
         if alert_id not in self._fast:

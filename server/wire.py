@@ -128,17 +128,13 @@ class _SeqOnly(msgspec.Struct):
 _seq_decoder = msgspec.json.Decoder(_SeqOnly | list | str | float | int | bool | None)
 
 
-def seq_of(ping: "PingFields | msgspec.Raw") -> int | None:
+def seq_of(ping: "PingFields | msgspec.Raw | bytes | str") -> int | None:
     """The seq of a ping of a frame (decoded or not), when it is a usable one, so the phone
     can be told which of its pings a refusal is about."""
     if isinstance(ping, PingFields):
         return ping.seq
-    return _seq_of(ping)
-
-
-def _seq_of(raw: bytes | str) -> int | None:
     try:
-        body = _seq_decoder.decode(raw)
+        body = _seq_decoder.decode(ping)
     except msgspec.DecodeError:
         return None
     seq = body.seq if isinstance(body, _SeqOnly) else None
@@ -207,7 +203,7 @@ def _generic(raw: bytes | str) -> object:
 def _diagnose(raw: bytes | str, error: msgspec.ValidationError) -> FrameError:
     body = _generic(raw)
     if body is None:
-        return FrameError("invalid_field", str(error), field=_field_of(error), seq=_seq_of(raw))
+        return FrameError("invalid_field", str(error), field=_field_of(error), seq=seq_of(raw))
     if not isinstance(body, dict):
         return FrameError("invalid_field", "a frame must be a JSON object")
     kind = body.get("type")
@@ -216,7 +212,7 @@ def _diagnose(raw: bytes | str, error: msgspec.ValidationError) -> FrameError:
     if kind == "batch" and isinstance(body.get("pings"), list):
         # Only the list's own shape can fail here: its items are decoded later.
         return FrameError("invalid_field", str(error), field="pings")
-    return FrameError("invalid_field", str(error), field=_field_of(error), seq=_seq_of(raw))
+    return FrameError("invalid_field", str(error), field=_field_of(error), seq=seq_of(raw))
 
 
 def decode_batch(raw: bytes | str) -> list[msgspec.Raw]:
@@ -237,7 +233,7 @@ def decode_ping(raw: bytes | str) -> PingFields:
     except msgspec.ValidationError as error:
         if isinstance(_generic(raw), list | str | int | float | bool):
             raise FrameError("invalid_field", "a ping must be a JSON object") from None
-        raise FrameError("invalid_field", str(error), field=_field_of(error), seq=_seq_of(raw)) from None
+        raise FrameError("invalid_field", str(error), field=_field_of(error), seq=seq_of(raw)) from None
     except msgspec.DecodeError as error:
         raise FrameError("bad_json", f"not valid JSON: {error}") from None
 
