@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.ingest import STORAGE_ERRORS, describe
 from server.tables import audit_reads
-from server.tasks import cancel_and_wait
+from server.tasks import OwnedTask
 
 log = logging.getLogger(__name__)
 
@@ -24,18 +24,16 @@ FLUSH_INTERVAL_S = 0.003
 MAX_PENDING_ROWS = 100_000
 
 
-class AuditLog:
+class AuditLog(OwnedTask):
+    task_name = "audit-log"
+
     def __init__(self, *, engine: AsyncEngine):
         self._engine = engine
         self._rows: list[dict] = []
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="audit-log")
 
     async def close(self) -> None:
-        await cancel_and_wait(self._task)
+        await super().close()
         if self._rows:
             await self._flush()
 

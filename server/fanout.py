@@ -24,7 +24,7 @@ from notifier.hub import Event, Hub
 from server import keys, wire
 from server.alertview import UNFINISHED, View
 from server.ingest import describe
-from server.tasks import cancel_and_wait
+from server.tasks import OwnedTask
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ class _Message(msgspec.Struct):
     status: str | None = None
 
 
-class Fanout:
+class Fanout(OwnedTask):
+    task_name = "fanout-listen"
+
     def __init__(self, *, redis: Redis, subscriber: Redis, hub: Hub):
         """`subscriber`: a client of its own with no read timeout (a quiet channel is not an error)."""
         self._redis = redis
@@ -54,15 +56,8 @@ class Fanout:
         self._channel = keys.events_channel(redis.connection_pool.connection_kwargs.get("db", 0))
         # user id → (alert id, precincts) of unfinished alerts: whose fixes go to the consoles.
         self.watched: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self._listener: asyncio.Task | None = None
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(_Message)
-
-    def start(self) -> None:
-        self._listener = asyncio.create_task(self._listen(), name="fanout-listen")
-
-    async def close(self) -> None:
-        await cancel_and_wait(self._listener)
 
     def watch(self, watched: dict[str, tuple[str, tuple[str, ...]]]) -> None:
         """Replace the set of users with unfinished alerts (from PostgreSQL, at start and each sweep)."""
@@ -123,7 +118,7 @@ class Fanout:
             return False
         return True
 
-    async def _listen(self) -> None:
+    async def _run(self) -> None:
         """Deliver other processes' events to this hub; resubscribe after Redis comes back."""
         lost = False
         while True:

@@ -9,23 +9,18 @@ import asyncio
 import logging
 import time
 
-from server.tasks import cancel_and_wait
+from server.tasks import OwnedTask
 
 log = logging.getLogger(__name__)
 
 
-class LoopLag:
+class LoopLag(OwnedTask):
+    task_name = "loop-lag"
+
     def __init__(self, *, tick_s: float = 0.02, every_s: float = 10.0, late_ms: float = 50.0):
         self._tick_s = tick_s
         self._every_s = every_s
         self._late_ms = late_ms
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="loop-lag")
-
-    async def close(self) -> None:
-        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         ticks = late = 0

@@ -28,7 +28,7 @@ from server.config import Settings
 from server.fanout import Fanout
 from server.ingest import STORAGE_ERRORS, describe
 from server.tables import contacts, devices, push_tokens, staff, users
-from server.tasks import cancel_and_wait
+from server.tasks import OwnedTask, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ POLL_INTERVAL_S = 1.0
 LEASE_LIMIT = 100
 
 
-class Worker:
+class Worker(OwnedTask):
     """Leases due rows of one channel and hands them to `deliver`, which returns
     (done ids, {delay in seconds: ids to retry})."""
 
@@ -49,16 +49,10 @@ class Worker:
         self._settings = settings
         self._deliver = deliver
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"relay-{self.channel}")
+        self.task_name = f"relay-{channel}"
 
     def kick(self) -> None:
         self._wake.set()
-
-    async def close(self) -> None:
-        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

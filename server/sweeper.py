@@ -14,24 +14,19 @@ from server import alerts
 from server.fanout import Fanout
 from server.ingest import STORAGE_ERRORS, describe
 from server.relay import Relay
-from server.tasks import cancel_and_wait
+from server.tasks import OwnedTask
 
 log = logging.getLogger(__name__)
 
 
-class Sweeper:
+class Sweeper(OwnedTask):
+    task_name = "sweeper"
+
     def __init__(self, *, engine: AsyncEngine, settings, relay: Relay, fanout: Fanout):
         self._engine = engine
         self._settings = settings
         self._relay = relay
         self._fanout = fanout
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sweeper")
-
-    async def close(self) -> None:
-        await cancel_and_wait(self._task)
 
     async def sweep(self) -> int:
         escalated = await alerts.escalate_due(engine=self._engine, settings=self._settings)
