@@ -12,7 +12,6 @@ the load is open loop.
 
 import asyncio
 import heapq
-import json
 import math
 import multiprocessing
 import random
@@ -21,13 +20,16 @@ from collections import deque
 from dataclasses import dataclass
 
 import httpx
+import msgspec
 import uvloop
 import websockets
 
+from load.phonesocket import OPEN_TIMEOUT_S, PhoneSocket
 from load.stats import FleetResult
 from load.tracks import Track
 
 CONNECT_CONCURRENCY = 200
+_decode = msgspec.json.Decoder(dict).decode
 DRAIN_S = 5.0
 
 
@@ -69,27 +71,38 @@ class Phone:
         self.result = result
         self.clock = clock
         self.track = Track(index)
-        self.ws = None
+        self.socket: PhoneSocket | None = None
+        self._welcome: asyncio.Future | None = None
+        self._closing = False
         self.seq = 0
-        self.receiver: asyncio.Task | None = None
         self.outstanding: deque[tuple[int, float, int]] = deque()  # (last seq, sent at, pings)
         # Last seqs of frames refused (`rate_limited`): the acks pass over them, but they were not stored.
         self.refused: set[int] = set()
 
     async def connect(self, gate: asyncio.Semaphore) -> bool:
         async with gate:
+            self._welcome = asyncio.get_running_loop().create_future()
             try:
-                self.ws = await websockets.connect(
-                    ws_url(self.plan.url), additional_headers={"Authorization": f"Bearer {self.token}"},
-                    compression=None, open_timeout=30,
-                )
-                welcome = json.loads(await self.ws.recv())
+                self.socket = await PhoneSocket.connect(ws_url(self.plan.url), self.token, on_text=self._on_text,
+                                                        on_closed=self._on_closed)
+                async with asyncio.timeout(OPEN_TIMEOUT_S):
+                    welcome = await self._welcome
             except (OSError, websockets.WebSocketException, TimeoutError) as error:
                 self.error(f"connect:{type(error).__name__}")
+                if self.socket is not None:
+                    self.socket.abort()
+                    self.socket = None
                 return False
         self.seq = welcome["acked_seq"] + 1
         self.result.connected += 1
-        self.receiver = asyncio.create_task(self._receive())
+        return True
+
+    def send(self, frame: str) -> bool:
+        try:
+            self.socket.send_text(frame)
+        except ConnectionError:
+            self.error("closed")
+            return False
         return True
 
     def frame(self, now: float, measured: bool) -> str:
@@ -110,38 +123,41 @@ class Phone:
             return '{"type":"ping",' + pings[0][1:]
         return '{"type":"batch","pings":[' + ",".join(pings) + "]}"
 
-    async def _receive(self) -> None:
-        result = self.result
-        try:
-            async for message in self.ws:
-                frame = json.loads(message)
-                kind = frame.get("type")
-                if kind == "ack":
-                    now = time.monotonic()
-                    in_window = self.clock["measure_from"] <= now < self.clock["stop"]
-                    while self.outstanding and self.outstanding[0][0] <= frame["seq"]:
-                        last_seq, sent_at, count = self.outstanding.popleft()
-                        if last_seq in self.refused:
-                            self.refused.discard(last_seq)
-                            continue
-                        if in_window:
-                            result.acked_pings += count
-                        if sent_at >= 0:
-                            result.latencies_ms.append((now - sent_at) * 1000)
-                elif kind == "error":
-                    self.error(frame.get("code", "?"))
-                    refused = frame.get("last_seq", frame.get("seq"))
-                    if refused is not None:
-                        self.refused.add(refused)
-        except websockets.ConnectionClosedError:
+    def _on_text(self, data: bytes) -> None:
+        frame = _decode(data)
+        if not self._welcome.done():
+            self._welcome.set_result(frame)
+            return
+        kind = frame.get("type")
+        if kind == "ack":
+            result = self.result
+            now = time.monotonic()
+            in_window = self.clock["measure_from"] <= now < self.clock["stop"]
+            while self.outstanding and self.outstanding[0][0] <= frame["seq"]:
+                last_seq, sent_at, count = self.outstanding.popleft()
+                if last_seq in self.refused:
+                    self.refused.discard(last_seq)
+                    continue
+                if in_window:
+                    result.acked_pings += count
+                if sent_at >= 0:
+                    result.latencies_ms.append((now - sent_at) * 1000)
+        elif kind == "error":
+            self.error(frame.get("code", "?"))
+            refused = frame.get("last_seq", frame.get("seq"))
+            if refused is not None:
+                self.refused.add(refused)
+
+    def _on_closed(self) -> None:
+        if self._welcome is not None and not self._welcome.done():
+            self._welcome.set_exception(ConnectionError("closed before the welcome"))
+        elif not self._closing:
             self.error("closed")
 
-    async def close(self) -> None:
-        if self.receiver is not None:
-            self.receiver.cancel()
-            await asyncio.gather(self.receiver, return_exceptions=True)
-        if self.ws is not None:
-            await self.ws.close()
+    def close(self) -> None:
+        self._closing = True
+        if self.socket is not None:
+            self.socket.close()
 
     def error(self, code: str) -> None:
         self.result.errors[code] = self.result.errors.get(code, 0) + 1
@@ -163,12 +179,8 @@ async def _stream(phones: list[Phone], plan: Plan, clock: dict) -> None:
         while due and due[0][0] <= now:
             at, i = heapq.heappop(due)
             phone = phones[i]
-            try:
-                await phone.ws.send(phone.frame(now, measured))
-            except websockets.ConnectionClosed:
-                phone.error("closed")
-                continue
-            heapq.heappush(due, (at + interval_s, i))
+            if phone.send(phone.frame(now, measured)):
+                heapq.heappush(due, (at + interval_s, i))
         await asyncio.sleep(TICK_S)
 
 
@@ -202,7 +214,9 @@ async def _run_share(tokens: list[str], first_index: int, plan: Plan, start_at_w
     finally:
         if metering is not None:
             await asyncio.gather(metering, return_exceptions=True)
-        await asyncio.gather(*(phone.close() for phone in connected), return_exceptions=True)
+        for phone in connected:
+            phone.close()
+        await asyncio.sleep(0.1)  # let the closing frames go out
     return result
 
 

@@ -3,9 +3,11 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
+from load import fleet
 from load.processes import ServerProcess
 
 FLEET = ["--phones", "5", "--rate-hz", "5", "--duration", "2", "--warmup", "0.5"]
@@ -22,6 +24,14 @@ def test_the_fleet_streams_into_the_full_server_without_errors(server, batch):
     row = run_fleet(server.url, "--batch", batch)
     assert row["phones"] == "5/5" and row["errors"] == "0"
     assert int(row["acked"].replace(",", "")) > 0
+
+
+def test_a_phone_the_server_turns_away_is_counted_and_not_waited_for(server):
+    plan = fleet.Plan(url=server.url, rate_hz=5, batch=1, duration_s=0.5, warmup_s=0.1)
+    started = time.monotonic()
+    result = fleet.run(["not a device token"], plan, connect_lead_s=0.5)
+    assert (result.connected, result.errors) == (0, {"connect:ConnectionError": 1})
+    assert time.monotonic() - started < 10
 
 
 def test_the_fleet_streams_into_the_baseline(test_env):
