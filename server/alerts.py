@@ -138,6 +138,7 @@ async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos
             "note": sa.literal(sos.note, sa.Text),
             "next_escalation_at": sa.literal(now + timedelta(seconds=settings.escalate_after_s),
                                              sa.DateTime(timezone=True)),
+            "escalate_again_after_s": sa.literal(settings.escalate_again_after_s, sa.Float),
         }
         inserted = (pg.insert(alerts).from_select(list(values), sa.select(*values.values()))
                     .on_conflict_do_nothing(constraint="alerts_user_sos").returning(alerts.c.alert_id)
@@ -242,11 +243,17 @@ async def cancel(*, engine: AsyncEngine, settings: Settings, user_id: uuid.UUID,
     return alert_id
 
 
+ONE_SECOND = sa.literal(timedelta(seconds=1), sa.Interval)
+
+
 async def escalate_due(*, engine: AsyncEngine, settings: Settings, limit: int = 50) -> int:
     """Re-send and escalate open alerts past their deadline; returns how many.
 
     Rows are locked and their next deadline moved in the same transaction as the
-    outbox event: with several processes sweeping, each escalation fires once.
+    outbox event: with several processes sweeping, each escalation fires once. The next
+    deadline follows the alert's own interval (set when it was raised), not this
+    process's: processes configured differently (during a rolling change, say) do not
+    re-time each other's alerts.
     """
     async with engine.begin() as connection:
         due = (await connection.execute(
@@ -261,7 +268,7 @@ async def escalate_due(*, engine: AsyncEngine, settings: Settings, limit: int = 
                         visible.append(neighbour)
             await connection.execute(alerts.update().where(alerts.c.alert_id == row.alert_id).values(
                 escalation_level=row.escalation_level + 1, visible_precincts=visible, updated_at=sa.func.now(),
-                next_escalation_at=sa.func.now() + timedelta(seconds=settings.escalate_again_after_s)))
+                next_escalation_at=sa.func.now() + ONE_SECOND * alerts.c.escalate_again_after_s))
             await outbox.add(connection=connection, settings=settings, alert_id=row.alert_id, kind="escalated")
     return len(due)
 

@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     alert_track_points: int = 200
     # While an alert is open the phone is asked to report this often.
     sos_report_interval_s: float = 1.0
-    # Not acknowledged after escalate_after_s: re-sent and escalated; again every escalate_again_after_s.
+    # Not acknowledged after escalate_after_s: re-sent and escalated; again every escalate_again_after_s
+    # (both kept with each alert when it is raised).
     escalate_after_s: float = 60.0
     escalate_again_after_s: float = 120.0
     sweep_interval_s: float = 1.0

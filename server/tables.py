@@ -178,6 +178,8 @@ alerts = sa.Table(
     sa.Column("trip", pg.JSONB),
     sa.Column("escalation_level", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_escalation_at", sa.DateTime(timezone=True)),
+    # Set when the alert is raised, so every process sweeping it re-escalates on its schedule.
+    sa.Column("escalate_again_after_s", sa.Float, nullable=False),
     sa.Column("acknowledged_by", sa.Text),
     sa.Column("resolved_by", sa.Text),
     sa.Column("outcome", sa.Text),

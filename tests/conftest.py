@@ -74,9 +74,8 @@ async def clean(request):
 def server(test_env):
     """One real `guardian serve` on a free port, shared by the contract tests.
 
-    It sweeps once at start and then not during the run: a sweeper escalates every due
-    alert in the database with its own intervals, so it would re-time the alerts of the
-    tests that run servers of their own with short escalation settings."""
+    It sweeps once at start and then not during the run, so the escalation tests (servers
+    of their own, short settings) see their own processes take each step."""
     process = ServerProcess({**test_env, "GUARDIAN_SWEEP_INTERVAL_S": "86400"})
     process.start()
     yield process

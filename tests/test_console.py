@@ -186,6 +186,24 @@ async def test_unacknowledged_alert_escalates_to_neighbours_once_even_with_two_p
         await ws.close()
 
 
+async def test_an_alert_keeps_the_escalation_schedule_it_was_raised_with(fresh_server, engine):
+    """Raised on a process with short intervals, swept only by a process with the default
+    ones (60 s, then 120 s): it escalates after 1 s, and again 2 s later."""
+    raiser = fresh_server(GUARDIAN_ESCALATE_AFTER_S="1", GUARDIAN_ESCALATE_AGAIN_AFTER_S="2",
+                          GUARDIAN_SWEEP_INTERVAL_S="86400")
+    sweeper = fresh_server(GUARDIAN_SWEEP_INTERVAL_S="0.2")
+    await add_staff(engine, "daan-desk", precinct="daan")
+    daan, _ = await connect_console(sweeper, login(sweeper, "daan-desk"))
+    _, token = create_user(raiser)
+    phone, alert_id = await raise_sos(raiser, token)
+    first = await until_type(daan, "alert_updated", timeout_s=5)
+    assert (first["alert"]["alert_id"], first["alert"]["escalation_level"]) == (alert_id, 1)
+    again = await until_type(daan, "alert_updated", timeout_s=5)
+    assert again["alert"]["escalation_level"] == 2, "re-escalated on the alert's own interval, not the sweeper's"
+    for ws in (daan, phone):
+        await ws.close()
+
+
 async def test_every_console_read_of_a_location_is_audited(server, engine, test_env):
     await add_staff(engine, "xinyi-desk")
     _, token = create_user(server)
