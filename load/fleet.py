@@ -29,8 +29,9 @@ from load.stats import FleetResult
 from load.tracks import Track
 
 CONNECT_CONCURRENCY = 200
-_decode = msgspec.json.Decoder(dict).decode
 DRAIN_S = 5.0
+
+_decode = msgspec.json.Decoder(dict).decode
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Phone:
                     welcome = await self._welcome
             except (OSError, websockets.WebSocketException, TimeoutError) as error:
                 self.error(f"connect:{type(error).__name__}")
+                self._welcome, self._closing = None, True  # counted once, here
                 if self.socket is not None:
                     self.socket.abort()
                     self.socket = None

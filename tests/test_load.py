@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -32,6 +33,8 @@ def test_a_phone_the_server_turns_away_is_counted_and_not_waited_for(server):
     result = fleet.run(["not a device token"], plan, connect_lead_s=0.5)
     assert (result.connected, result.errors) == (0, {"connect:ConnectionError": 1})
     assert time.monotonic() - started < 10
+    refused = fleet.run(["not a device token"], replace(plan, url=server.url + "/nowhere"), connect_lead_s=0.5)
+    assert (refused.connected, refused.errors) == (0, {"connect:InvalidStatus": 1}), "a refused upgrade"
 
 
 def test_the_fleet_streams_into_the_baseline(test_env):
