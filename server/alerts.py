@@ -111,8 +111,7 @@ async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device
 async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos: wire.SosFields,
                  sos_id: uuid.UUID, last_fix: Fix | None | object) -> Raised:
     now = datetime.now(UTC)
-    async with engine.connect() as pooled:
-        connection = await pooled.execution_options(isolation_level="AUTOCOMMIT")
+    async with db.autocommit(engine) as connection:
         if last_fix is FROM_STORAGE:
             last = await history.last_location(connection=connection, user_id=device.user_id)
             last_fix = None if last is None else last.fix

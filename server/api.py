@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field, field_validator
 
-from server import auth, history, track, wire
+from server import auth, db, history, track, wire
 from server.intake import open_intake
 from server.ledger import Ledger
 from server.tables import devices, users
@@ -61,7 +61,7 @@ async def post_pings(request: Request, device: Annotated[auth.Device, Depends(au
             settled.set()
 
     ledger = Ledger(-1, check)
-    async with services.engine.connect() as connection:
+    async with db.autocommit(services.engine) as connection:
         intake = await open_intake(connection=connection, services=services, device=device, ledger=ledger)
     refusals = intake.take(raw_pings)
     if ledger.pending:
@@ -83,7 +83,7 @@ def _time_param(value: str | None, default: datetime, name: str) -> datetime:
 
 @router.get("/v1/me/location")
 async def my_location(request: Request, device: Annotated[auth.Device, Depends(auth.current_device)]) -> dict:
-    async with request.app.state.services.engine.connect() as connection:
+    async with db.autocommit(request.app.state.services.engine) as connection:
         last = await history.last_location(connection=connection, user_id=device.user_id)
     if last is None:
         raise wire.FrameError("not_found", "no location reported yet")
@@ -107,7 +107,7 @@ async def my_track(
     since_ts = _time_param(since, now - DEFAULT_TRACK_SPAN, "from")
     if since_ts > until_ts:
         raise wire.FrameError("invalid_field", "from must not be after to", field="from")
-    async with request.app.state.services.engine.connect() as connection:
+    async with db.autocommit(request.app.state.services.engine) as connection:
         fixes = await history.track(connection=connection, user_id=device.user_id, since=since_ts,
                                     until=until_ts, limit=MAX_TRACK_POINTS)
     if format == "gpx":

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from server import db
 from server.tables import devices
 from server.wire import FrameError
 
@@ -41,7 +42,7 @@ async def device_for(*, engine: AsyncEngine, token: str | None) -> Device | None
     """The device a token belongs to, or None. Query strings are never consulted."""
     if not token or len(token) > 256:
         return None
-    async with engine.connect() as connection:
+    async with db.autocommit(engine) as connection:
         row = (
             await connection.execute(
                 sa.select(devices.c.device_id, devices.c.user_id).where(devices.c.token_sha256 == digest(token))

@@ -7,11 +7,12 @@ its first statement; SQLAlchemy discards the whole pool, and `once_more_if_stale
 an idempotent operation run again on a fresh connection rather than fail.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from server.config import Settings
 
@@ -37,3 +38,16 @@ async def once_more_if_stale(operation: Callable[[], Awaitable[T]]) -> T:
         if not error.connection_invalidated:
             raise
     return await operation()
+
+
+@asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection on which each statement is its own transaction.
+
+    A plain connection wraps its statements in BEGIN and ROLLBACK, two more round trips,
+    and on a busy event loop every round trip waits its turn. For reads that need no
+    common snapshot, and for writes that are one statement (an SOS). Not for server-side
+    cursors, which need a transaction.
+    """
+    async with engine.connect() as pooled:
+        yield await pooled.execution_options(isolation_level="AUTOCOMMIT")

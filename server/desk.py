@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from server import jurisdictions, keys, staff, wire
+from server import db, jurisdictions, keys, staff, wire
 from server.me import PushToken
 
 router = APIRouter()
@@ -61,7 +61,7 @@ async def me(member: Member, request: Request) -> dict:
 
 @router.get("/v1/console/precincts")
 async def precinct_outlines(member: Member, request: Request) -> Response:
-    async with request.app.state.services.engine.connect() as connection:
+    async with db.autocommit(request.app.state.services.engine) as connection:
         outlines = await jurisdictions.outlines(connection=connection)
     return Response(wire.encode(outlines), media_type="application/geo+json")
 

@@ -16,7 +16,7 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from notifier.hub import Event
-from server import alerts, auth, errors, history, wire
+from server import alerts, auth, db, errors, history, wire
 from server.alertview import UNFINISHED
 from server.ingest import STORAGE_ERRORS, describe
 from server.intake import Intake, open_intake
@@ -51,7 +51,7 @@ class PhoneSession:
             if device is None:
                 await self._ws.close(errors.CLOSE_POLICY, "unauthorized")
                 return
-            async with self._services.engine.connect() as connection:
+            async with db.autocommit(self._services.engine) as connection:
                 acked_seq = await history.acked_seq(connection=connection, device_id=device.device_id)
                 self.ledger = Ledger(acked_seq, self._kick)
                 intake = await open_intake(connection=connection, services=self._services, device=device,

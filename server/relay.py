@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier import eido
 from notifier.cad import CadChannel
 from notifier.fcm import FcmChannel
-from server import alertview, keys, outbox
+from server import alertview, db, keys, outbox
 from server.config import Settings
 from server.fanout import Fanout
 from server.ingest import STORAGE_ERRORS, describe
@@ -135,7 +135,7 @@ class Relay:
         """On the main pool: the SOS path's own pool is kept for committing SOS (a busy loop
         makes every connection's use slow, and a rush holding them made SOS wait for one)."""
         try:
-            async with self._engine.connect() as connection:
+            async with db.autocommit(self._engine) as connection:
                 [view] = await alertview.load(connection=connection, alert_ids=[alert_id],
                                               track_points=self._settings.alert_track_points)
             if await self._fanout.publish_alert(view, kind="opened", event_id=str(event_id)):
@@ -156,7 +156,7 @@ class Relay:
             await self._cad.close()
 
     async def _views(self, rows: list[outbox.Row]) -> dict[uuid.UUID, alertview.View]:
-        async with self._engine.connect() as connection:
+        async with db.autocommit(self._engine) as connection:
             views = await alertview.load(connection=connection, track_points=self._settings.alert_track_points,
                                          alert_ids=list({row.alert_id for row in rows}))
         return {uuid.UUID(view.alert["alert_id"]): view for view in views}
@@ -201,7 +201,7 @@ class Relay:
                 officer_ids = await self._redis.geosearch(
                     keys.OFFICERS_GEO, longitude=location["lon"], latitude=location["lat"],
                     radius=self._settings.officer_radius_m, unit="m")
-        async with self._engine.connect() as connection:
+        async with db.autocommit(self._engine) as connection:
             tokens = [] if not officer_ids else list(await connection.scalars(
                 sa.select(staff.c.fcm_token).where(
                     staff.c.staff_id.in_([uuid.UUID(member.decode()) for member in officer_ids]),

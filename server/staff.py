@@ -11,7 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server import auth
+from server import auth, db
 from server.tables import staff, staff_sessions
 from server.wire import FrameError
 
@@ -51,7 +51,7 @@ async def add(*, connection: AsyncConnection, username: str, password: str, role
 
 async def login(*, engine: AsyncEngine, username: str, password: str, ttl_s: float) -> str | None:
     """A new session token for a right password, else None."""
-    async with engine.connect() as connection:
+    async with db.autocommit(engine) as connection:
         row = (await connection.execute(
             sa.select(staff.c.staff_id, staff.c.password_hash).where(staff.c.username == username))).first()
     stored = row.password_hash if row is not None else _DUMMY_HASH
@@ -80,7 +80,7 @@ async def staff_for(*, engine: AsyncEngine, token: str | None) -> Staff | None:
     """The account behind an unexpired session token, or None."""
     if not token or len(token) > 256:
         return None
-    async with engine.connect() as connection:
+    async with db.autocommit(engine) as connection:
         row = (await connection.execute(
             sa.select(staff.c.staff_id, staff.c.username, staff.c.role, staff.c.precinct_id)
             .select_from(staff_sessions.join(staff))

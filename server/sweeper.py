@@ -10,7 +10,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server import alerts
+from server import alerts, db
 from server.fanout import Fanout
 from server.ingest import STORAGE_ERRORS, describe
 from server.relay import Relay
@@ -33,7 +33,7 @@ class Sweeper(OwnedTask):
         if escalated:
             log.warning("escalated %d unacknowledged alerts", escalated)
             self._relay.kick()
-        async with self._engine.connect() as connection:
+        async with db.autocommit(self._engine) as connection:
             self._fanout.watch(await alerts.unfinished_by_user(connection=connection))
         return escalated
 
