@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from geo import rules
 from geo.fix import Fix
 from server import db, history, jurisdictions, outbox, pins, wire
-from server.alertview import UNFINISHED, visible_to
+from server.alertview import UNFINISHED, View, select_views, view_of, visible_to
 from server.auth import Device
 from server.config import Settings
 from server.staff import Staff
@@ -32,6 +32,7 @@ class Raised:
     phone_status: str
     created: bool
     event_id: uuid.UUID | None = None  # the `opened` event, when this call created the alert
+    view: View | None = None  # the consoles' view, when this call created the alert
 
     def frame(self) -> dict:
         return {"type": "sos_ack", "sos_id": str(self.sos_id), "alert_id": str(self.alert_id),
@@ -140,13 +141,15 @@ async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos
             "escalate_again_after_s": sa.literal(settings.escalate_again_after_s, sa.Float),
         }
         inserted = (pg.insert(alerts).from_select(list(values), sa.select(*values.values()))
-                    .on_conflict_do_nothing(constraint="alerts_user_sos").returning(alerts.c.alert_id)
+                    .on_conflict_do_nothing(constraint="alerts_user_sos").returning(*alerts.c)
                     .cte("inserted"))
         recorded = outbox.add_after(inserted, settings=settings, event_id=event_id, kind="opened")
-        created = await connection.scalar(sa.select(inserted.c.alert_id).add_cte(recorded))
+        # The consoles' view of the new alert comes back with the commit: no read after it.
+        created = (await connection.execute(
+            select_views(inserted, track_points=settings.alert_track_points).add_cte(recorded))).first()
         if created is None:  # a retry (or the same sos_id raised concurrently elsewhere)
             return await _existing(connection, device.user_id, sos_id)
-    return Raised(alert_id, sos_id, "open", created=True, event_id=event_id)
+    return Raised(alert_id, sos_id, "open", created=True, event_id=event_id, view=view_of(created))
 
 
 def _alert_id(value: object) -> uuid.UUID:

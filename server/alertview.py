@@ -51,39 +51,46 @@ async def load(*, connection: AsyncConnection, track_points: int, alert_ids: lis
 
     One round trip, tracks and notes included: an alert's way to a console is latency that
     counts (each round trip waits its turn on a busy event loop)."""
-    track, notes = _track_of_each(track_points), _notes_of_each()
-    query = (
-        sa.select(alerts, users.c.name.label("user_name"), users.c.phone.label("user_phone"),
-                  precincts.c.name.label("precinct_name"),
-                  sa.func.ST_Y(alerts.c.location).label("lat"), sa.func.ST_X(alerts.c.location).label("lon"),
-                  *track.c, *notes.c)
-        .select_from(alerts.join(users, users.c.user_id == alerts.c.user_id).outerjoin(precincts)
-                     .join(track, sa.true()).join(notes, sa.true()))
-        .order_by(alerts.c.opened_at)
-    )
+    query = select_views(alerts, track_points=track_points)
     if alert_ids is not None:
         query = query.where(alerts.c.alert_id.in_(alert_ids))
     if viewer is not None:
         query = query.where(visible_to(viewer))
     if unfinished_only:
         query = query.where(alerts.c.status.in_(UNFINISHED))
-    return [_view(row) for row in await connection.execute(query)]
+    return [view_of(row) for row in await connection.execute(query)]
+
+
+def select_views(source, *, track_points: int):
+    """The query of the views of the alerts in `source`: the alerts table, or a CTE returning
+    its columns (the insert that raises an alert, which is then shown without another read)."""
+    track, notes = _track_of_each(source, track_points), _notes_of_each(source)
+    return (
+        sa.select(source, users.c.name.label("user_name"), users.c.phone.label("user_phone"),
+                  precincts.c.name.label("precinct_name"),
+                  sa.func.ST_Y(source.c.location).label("lat"), sa.func.ST_X(source.c.location).label("lon"),
+                  *track.c, *notes.c)
+        .select_from(source.join(users, users.c.user_id == source.c.user_id)
+                     .outerjoin(precincts, precincts.c.precinct_id == source.c.precinct_id)
+                     .join(track, sa.true()).join(notes, sa.true()))
+        .order_by(source.c.opened_at)
+    )
 
 
 def _ordered(column, by):
     return sa.func.array_agg(pg.aggregate_order_by(column, by))
 
 
-def _track_of_each(points: int):
+def _track_of_each(source, points: int):
     """Per alert: its user's recent plausible fixes (newest `points`, from a while before the
     SOS), as arrays oldest first."""
     recent = (
         sa.select(sa.func.ST_Y(pings.c.location).label("lat"), sa.func.ST_X(pings.c.location).label("lon"),
                   pings.c.accuracy_m, pings.c.device_ts)
-        .where(pings.c.user_id == alerts.c.user_id, pings.c.device_ts >= alerts.c.opened_at - TRACK_LEAD,
+        .where(pings.c.user_id == source.c.user_id, pings.c.device_ts >= source.c.opened_at - TRACK_LEAD,
                pings.c.suspect.is_(None))
         .order_by(pings.c.device_ts.desc()).limit(points)
-        .correlate(alerts)
+        .correlate(source)
         .subquery("recent")
     )
     return sa.select(
@@ -94,10 +101,10 @@ def _track_of_each(points: int):
     ).lateral("track")
 
 
-def _notes_of_each():
+def _notes_of_each(source):
     """Per alert: its notes as arrays, in the order they were written."""
-    written = (sa.select(alert_notes).where(alert_notes.c.alert_id == alerts.c.alert_id)
-               .correlate(alerts).subquery("written"))
+    written = (sa.select(alert_notes).where(alert_notes.c.alert_id == source.c.alert_id)
+               .correlate(source).subquery("written"))
     return sa.select(
         _ordered(written.c.author, written.c.note_id).label("note_authors"),
         _ordered(written.c.text, written.c.note_id).label("note_texts"),
@@ -105,7 +112,7 @@ def _notes_of_each():
     ).lateral("notes")
 
 
-def _view(row) -> View:
+def view_of(row) -> View:
     track = [{"lat": lat, "lon": lon, "acc": acc, "ts": wire.format_time(ts)}
              for lat, lon, acc, ts in zip(row.track_lat or (), row.track_lon or (), row.track_acc or (),
                                           row.track_ts or ())]

@@ -127,17 +127,16 @@ class Relay:
         for channel, worker in self.workers.items():
             if channel != outbox.CONSOLE:
                 worker.kick()
-        task = asyncio.create_task(self._rush(raised.alert_id, raised.event_id), name="relay-rush")
+        task = asyncio.create_task(self._rush(raised.view, raised.event_id), name="relay-rush")
         self._rushing.add(task)
         task.add_done_callback(self._rushing.discard)
 
-    async def _rush(self, alert_id: uuid.UUID, event_id: uuid.UUID) -> None:
-        """On the main pool: the SOS path's own pool is kept for committing SOS (a busy loop
-        makes every connection's use slow, and a rush holding them made SOS wait for one)."""
+    async def _rush(self, view: alertview.View, event_id: uuid.UUID) -> None:
+        """The view came back with the SOS commit, so the consoles of this process have it at
+        once. Marking the event done is on the main pool: the SOS path's own pool is kept for
+        committing SOS (a busy loop makes every connection's use slow)."""
+        alert_id = view.alert["alert_id"]
         try:
-            async with db.autocommit(self._engine) as connection:
-                [view] = await alertview.load(connection=connection, alert_ids=[alert_id],
-                                              track_points=self._settings.alert_track_points)
             if await self._fanout.publish_alert(view, kind="opened", event_id=str(event_id)):
                 async with self._engine.begin() as connection:
                     await outbox.complete_event(connection=connection, event_id=event_id, channel=outbox.CONSOLE)

@@ -8,6 +8,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from server import alerts, alertview, auth, wire
+from server.config import Settings
 from tests.servers import (TAIPEI_101, bearer, connect_phone, create_user, quiet, receive, sos_frame, until_ack,
                            until_type)
 
@@ -293,3 +295,27 @@ async def test_cancel_of_someone_elses_alert_is_not_found(server):
     assert (await until_type(other, "error"))["field"] == "alert_id"
     await ws.close()
     await other.close()
+
+
+async def test_the_view_returned_with_the_sos_commit_is_the_view_the_consoles_read(server, engine, test_env):
+    """The consoles are sent the view that comes back with the commit (no read after it): it
+    must be the same as a read of the alert, track included."""
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    now_ms = int(time.time() * 1000)
+    for seq in range(3):
+        await ws.send(json.dumps({"type": "ping", "seq": seq, "ts": now_ms - 3000 + seq * 1000,
+                                  "lat": TAIPEI_101[0] + seq * 1e-4, "lon": TAIPEI_101[1]}))
+    await until_ack(ws, 2)
+    await ws.close()
+    settings = Settings(database_url=test_env["GUARDIAN_DATABASE_URL"])
+    device = await auth.device_for(engine=engine, token=token)
+    raised = await alerts.raise_alert(engine=engine, settings=settings, device=device,
+                                      sos=wire.SosFields(sos_id=str(uuid.uuid4()), lat=TAIPEI_101[0],
+                                                         lon=TAIPEI_101[1], acc=12.0, note="behind the mall"))
+    assert raised.created and raised.view is not None
+    async with engine.connect() as connection:
+        [read] = await alertview.load(connection=connection, alert_ids=[raised.alert_id],
+                                      track_points=settings.alert_track_points)
+    assert raised.view == read
+    assert len(read.alert["track"]) == 3 and read.alert["precinct"]["id"] and read.alert["user"]["user_id"] == user_id
