@@ -97,8 +97,8 @@ async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device
     """Commit the alert and its outbox events; a retry of the same sos_id returns the first alert.
 
     On the alert path's own connection, never queued behind the ping ingest, in one
-    statement that routes, inserts the alert and records its events, committed as it
-    returns. The rules and the no-fix fallback need the last plausible fix: a phone socket
+    statement that routes, inserts the alert, records its events and returns the consoles'
+    view of it, committed as it returns. The rules and the no-fix fallback need the last plausible fix: a phone socket
     knows its device's (`last_fix`, fresher than storage: it includes pings still on their
     way), otherwise it is read first. Each round trip waits its turn on a busy event loop.
     Idempotent, so a pooled connection found dead is no reason to refuse: it runs again on

@@ -1,10 +1,10 @@
 """Group commit of pings from every connection of this process.
 
 Connections `admit` items while the queue `has_room`, and return at once. When it is
-full, a ping frame is refused `rate_limited` and the phone resends
-it later: under overload the server sheds the excess before judging it, keeps its
-memory and its queueing delay bounded, and never stops reading a socket (an SOS
-behind the pings is read at once, DESIGN rule 3). One owned task cuts the queue into flushes, at most
+full, a ping frame is refused `rate_limited` and the phone resends it later: under
+overload the server sheds the excess before judging it, keeps its memory and its
+queueing delay bounded, and never stops reading a socket (an SOS behind the pings is
+read at once, DESIGN rule 3). One owned task cuts the queue into flushes, at most
 `flush_max_rows` rows or `flush_interval_ms` after the first waiting row, and
 commits them one at a time while the next flush gathers. Commits must land in
 arrival order: then what is stored of a device is always a prefix of what it
