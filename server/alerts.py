@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from geo import rules
 from geo.fix import Fix
-from server import db, history, jurisdictions, outbox, pins, wire
+from server import db, fields, history, jurisdictions, outbox, pins, wire
 from server.alertview import UNFINISHED, View, select_views, view_of, visible_to
 from server.auth import Device
 from server.config import Settings
@@ -46,16 +46,20 @@ class Located:
     suspect: list[str]
 
 
+# What the salvage of a malformed SOS could not read of its fix: it annotates the fix.
+_UNREADABLE_FIX = {f"unreadable_{name}" for name in ("lat", "lon", "acc", "ts")}
+
+
 def sos_fix(sos: wire.SosFields, *, now: datetime) -> tuple[Fix | None, list[str]]:
     """The SOS's own fix, or None with the reasons it is unusable. Never raises."""
+    reasons = [code for code in sos.salvaged if code in _UNREADABLE_FIX]
     if sos.lat is None or sos.lon is None:
-        return None, ["no_fix"] if sos.lat is None and sos.lon is None else ["partial_fix"]
+        return None, [*reasons, "no_fix" if sos.lat is None and sos.lon is None else "partial_fix"]
     try:
         ts = now if sos.ts is None else wire.parse_time(sos.ts)
     except wire.FrameError:
-        ts, reasons = now, ["bad_ts"]
-    else:
-        reasons = []
+        ts = now
+        reasons.append("bad_ts")
     accuracy = sos.acc if sos.acc is not None and math.isfinite(sos.acc) and sos.acc >= 0 else None
     fix = Fix(lat=sos.lat, lon=sos.lon, ts=ts, accuracy_m=accuracy)
     refusal = rules.refusal(fix)
@@ -73,6 +77,15 @@ def locate(sos: wire.SosFields, *, previous: Fix | None, now: datetime, limits: 
     if previous is not None:
         return Located(previous, "last_known", reasons)
     return Located(None, "unknown", reasons)
+
+
+def stored_note(sos: wire.SosFields) -> tuple[str | None, list[str]]:
+    """The note as its column can hold it (an SOS is never refused for its note: NUL is
+    removed, a lone surrogate replaced), with the annotations of what was changed."""
+    reasons = [code for code in sos.salvaged if code not in _UNREADABLE_FIX]
+    if sos.note is None or not fields.unstorable(sos.note):
+        return sos.note, reasons
+    return fields.storable(sos.note), [*reasons, "note_cleaned"]
 
 
 def _sos_id(value: str) -> uuid.UUID:
@@ -117,6 +130,7 @@ async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos
             last = await history.last_location(connection=connection, user_id=device.user_id)
             last_fix = None if last is None else last.fix
         located = locate(sos, previous=last_fix, now=now, limits=settings.limits)
+        note, note_reasons = stored_note(sos)
         fix = located.fix
         if fix is None:
             precinct, out_of_area = sa.null(), sa.false()
@@ -132,10 +146,10 @@ async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos
             "accuracy_m": sa.literal(None if fix is None else fix.accuracy_m, sa.Float),
             "fix_ts": sa.literal(None if fix is None else fix.ts, sa.DateTime(timezone=True)),
             "quality": sa.literal(located.quality),
-            "suspect": sa.literal(located.suspect or None, pg.ARRAY(sa.Text)),
+            "suspect": sa.literal([*located.suspect, *note_reasons] or None, pg.ARRAY(sa.Text)),
             "precinct_id": precinct, "out_of_area": out_of_area,
             "visible_precincts": sa.func.array_remove(pg.array([precinct], type_=sa.Text), None),
-            "note": sa.literal(sos.note, sa.Text),
+            "note": sa.literal(note, sa.Text),
             "next_escalation_at": sa.literal(now + timedelta(seconds=settings.escalate_after_s),
                                              sa.DateTime(timezone=True)),
             "escalate_again_after_s": sa.literal(settings.escalate_again_after_s, sa.Float),

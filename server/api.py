@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel
 
-from server import auth, db, history, track, wire
+from server import auth, db, fields, history, track, wire
 from server.intake import open_intake
 from server.ledger import Ledger
 from server.tables import devices, users
@@ -19,18 +19,13 @@ router = APIRouter()
 MAX_TRACK_POINTS = 10_000
 DEFAULT_TRACK_SPAN = timedelta(hours=24)
 COMMIT_WAIT_S = 10.0
+# Longer than any epoch ms within 9999 (so never past int()'s digit limit either).
+EPOCH_MS_TEXT = re.compile(r"[0-9]{1,18}")
 
 
 class NewUser(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
-    phone: str = Field(min_length=5, max_length=20)
-
-    @field_validator("phone")
-    @classmethod
-    def _phone_digits(cls, value: str) -> str:
-        if not re.fullmatch(r"\+?[0-9][0-9 ()-]{3,18}[0-9]", value):
-            raise ValueError("phone must be digits, optionally with a leading + and separators")
-        return value
+    name: fields.Text(min_length=1, max_length=100)
+    phone: fields.Phone
 
 
 @router.post("/v1/users", status_code=201)
@@ -76,9 +71,10 @@ async def post_pings(request: Request, device: Annotated[auth.Device, Depends(au
 
 
 def _time_param(value: str | None, default: datetime, name: str) -> datetime:
+    """Epoch ms (ASCII digits: `str.isdigit` also takes '²') or RFC 3339; refused as `invalid_field`."""
     if value is None:
         return default
-    return wire.parse_time(int(value) if value.isdigit() else value, field=name)
+    return wire.parse_time(int(value) if EPOCH_MS_TEXT.fullmatch(value) else value, field=name)
 
 
 @router.get("/v1/me/location")

@@ -15,7 +15,7 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from notifier.hub import RESYNC, ConsoleSubscriber, Event, Mailbox
-from server import alerts, alertview, errors, staff, wire
+from server import alerts, alertview, errors, fields, staff, wire
 from server.ingest import STORAGE_ERRORS, describe
 from server.services import Services
 
@@ -31,6 +31,25 @@ class ConsoleFrame(msgspec.Struct):
 
 _decoder = msgspec.json.Decoder(ConsoleFrame)
 MAX_TEXT = 2000
+
+
+def decode(text: str) -> ConsoleFrame:
+    """A console frame, or FrameError with the contract's code. A dispatcher types what is
+    stored, so text its column cannot hold is refused (`invalid_field`), not cleaned."""
+    try:
+        try:
+            frame = _decoder.decode(text)
+        except RecursionError:
+            frame = _decoder.decode(wire.shallow(text))
+    except msgspec.ValidationError as error:
+        raise wire.FrameError("invalid_field", str(error), field=wire.field_of(error)) from None
+    except msgspec.DecodeError as error:
+        raise wire.FrameError("bad_json", f"not valid JSON: {error}") from None
+    for name in ("type", "alert_id", "outcome", "text"):
+        value = getattr(frame, name)
+        if value is not None and fields.unstorable(value):
+            raise wire.FrameError("invalid_field", f"{name} must not contain NUL", field=name)
+    return frame
 
 
 class ConsoleSession:
@@ -122,12 +141,7 @@ class ConsoleSession:
     async def _handle(self, text: str | None) -> None:
         if text is None:
             raise wire.FrameError("bad_json", "frames must be JSON text")
-        try:
-            frame = _decoder.decode(text)
-        except msgspec.ValidationError as error:
-            raise wire.FrameError("invalid_field", str(error)) from None
-        except msgspec.DecodeError as error:
-            raise wire.FrameError("bad_json", f"not valid JSON: {error}") from None
+        frame = decode(text)
         services, member = self._services, self._member
         common = {"engine": services.engine, "settings": services.settings, "member": member,
                   "alert_id": frame.alert_id}

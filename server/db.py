@@ -25,6 +25,8 @@ def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncE
         pool_size=pool_size or settings.db_pool_size,
         max_overflow=2,
         pool_timeout=10,
+        # An error's log line must not quote its statement's values: PIN hashes, phone numbers.
+        hide_parameters=True,
         connect_args={"command_timeout": 30, "server_settings": {"application_name": "guardian"}},
     )
 

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from server import db, jurisdictions, keys, staff, wire
+from server import db, fields, jurisdictions, keys, staff, wire
 from server.me import PushToken
 
 router = APIRouter()
@@ -18,7 +18,7 @@ LEAFLET = WEB / "node_modules" / "leaflet" / "dist"
 
 
 class Login(BaseModel):
-    username: str = Field(min_length=1, max_length=100)
+    username: fields.Text(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=1000)
 
 

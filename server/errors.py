@@ -1,5 +1,7 @@
 """The one place where error codes become HTTP statuses and websocket close codes."""
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -32,8 +34,22 @@ def response(error: FrameError) -> JSONResponse:
     return JSONResponse(error.frame(), status_code=HTTP_STATUS[error.code], headers=headers)
 
 
+class _InputErrorsInOneLine(logging.Filter):
+    """uvicorn logs a text frame that is not UTF-8 (it closes the socket 1007) with a traceback,
+    each time: a client's input error, worth one line and no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and str(record.msg).startswith("Invalid UTF-8 sequence"):
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def install(app: FastAPI) -> None:
-    """Every HTTP error leaves as the contract's error body."""
+    """Every HTTP error leaves as the contract's error body; an input error logs no traceback."""
+    server_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(known, _InputErrorsInOneLine) for known in server_log.filters):
+        server_log.addFilter(_InputErrorsInOneLine())
 
     @app.exception_handler(FrameError)
     async def _frame_error(request: Request, error: FrameError) -> JSONResponse:
@@ -48,8 +64,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, error: HTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "not_found", 401: "unauthorized", 403: "forbidden"}.get(
-            error.status_code, "invalid_field"
-        )
+        # 400: FastAPI could not read the body (not JSON, or nested past any reader's depth).
+        code = {400: "bad_json", 404: "not_found", 405: "not_found", 401: "unauthorized",
+                403: "forbidden"}.get(error.status_code, "invalid_field")
         return JSONResponse({"type": "error", "code": code, "message": str(error.detail)},
                             status_code=error.status_code)

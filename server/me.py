@@ -1,33 +1,24 @@
 """HTTP for the user's own safety settings and the SOS fallback (Bearer device token)."""
 
-import re
 from typing import Annotated
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.dialects import postgresql as pg
 
-from server import alerts, auth, pins, wire
+from server import alerts, auth, fields, pins, wire
 from server.ingest import STORAGE_ERRORS, describe
 from server.tables import contacts, push_tokens
 
 router = APIRouter()
-PHONE_PATTERN = r"\+?[0-9][0-9 ()-]{3,18}[0-9]"
 MAX_CONTACTS = 10
 
 
 class Pins(BaseModel):
-    pin: str
-    duress_pin: str
-
-    @field_validator("pin", "duress_pin")
-    @classmethod
-    def _digits(cls, value: str) -> str:
-        if not re.fullmatch(r"[0-9]{4,8}", value):
-            raise ValueError("a PIN is 4 to 8 digits")
-        return value
+    pin: fields.Pin
+    duress_pin: fields.Pin
 
     @model_validator(mode="after")
     def _different(self) -> "Pins":
@@ -37,8 +28,8 @@ class Pins(BaseModel):
 
 
 class Contact(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
-    phone: str = Field(pattern=PHONE_PATTERN)
+    name: fields.Text(min_length=1, max_length=100)
+    phone: fields.Phone
 
 
 class Contacts(BaseModel):
@@ -46,7 +37,7 @@ class Contacts(BaseModel):
 
 
 class PushToken(BaseModel):
-    fcm_token: str = Field(min_length=20, max_length=4096)
+    fcm_token: fields.Text(min_length=20, max_length=4096)
 
 
 Device = Annotated[auth.Device, Depends(auth.current_device)]

@@ -2,10 +2,15 @@
 
 Decoding is one msgspec pass on the happy path; only a frame that fails is
 decoded a second time, generically, to say which field and which seq were wrong.
+Whatever passes is storable: seq within BIGINT, times within what both Python and
+PostgreSQL hold; a frame nested too deep for any reader is read with its deep values
+as null (see `shallow`), never left to raise RecursionError.
 """
 
 import json
+import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -13,7 +18,13 @@ import msgspec
 
 from geo.fix import Fix
 
-NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+# BIGINT, the column seq is stored in: a larger one would fail the whole group commit.
+MAX_SEQ = 2**63 - 1
+Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
+NOTE_MAX_CHARS = 1000
+# Deeper than any frame of the contract (a GeoJSON route is 4). msgspec and the standard
+# library both recurse per level and raise RecursionError near 1,000 (2 KB of brackets).
+MAX_DEPTH = 32
 
 # The latest instant PostgreSQL and Python both hold, in epoch milliseconds.
 MAX_EPOCH_MS = 253_402_300_799_999
@@ -23,7 +34,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class PingFields(msgspec.Struct):
     """A ping without its `type`, as it stands inside a batch."""
 
-    seq: NonNegativeInt
+    seq: Seq
     ts: int | str
     lat: float
     lon: float
@@ -60,7 +71,10 @@ class SosFields(msgspec.Struct):
     lat: float | None = None
     lon: float | None = None
     acc: float | None = None
-    note: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
+    note: Annotated[str, msgspec.Meta(max_length=NOTE_MAX_CHARS)] | None = None
+    # Set by the salvage, never taken from the wire: what it could not use, as the alert's
+    # annotations (`unreadable_note`, `note_truncated`, ...).
+    salvaged: tuple[str, ...] = ()
 
 
 class Sos(SosFields, tag="sos", tag_field="type"):
@@ -111,7 +125,7 @@ _MISSING = re.compile(r"missing required field `([^`]+)`(?: - at `\$\.?([^`]*)`)
 _AT = re.compile(r" - at `\$\.?([^`]*)`")
 
 
-def _field_of(error: msgspec.ValidationError) -> str | None:
+def field_of(error: msgspec.ValidationError) -> str | None:
     text = str(error)
     missing = _MISSING.search(text)
     if missing:
@@ -138,7 +152,32 @@ def seq_of(ping: "PingFields | msgspec.Raw | bytes | str") -> int | None:
     except msgspec.DecodeError:
         return None
     seq = body.seq if isinstance(body, _SeqOnly) else None
-    return seq if type(seq) is int and seq >= 0 else None
+    return seq if type(seq) is int and 0 <= seq <= MAX_SEQ else None
+
+
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def shallow(raw: bytes | str) -> bytes:
+    """The JSON text with every value nested deeper than MAX_DEPTH replaced by null, so that
+    no reader recurses into it; brackets inside strings do not count. Iterative: for a frame
+    that made a reader raise RecursionError. Text that is not JSON stays not JSON."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    kept, depth, cut_at, copied_to = [], 0, None, 0
+    for token in _TOKEN.finditer(data):
+        symbol = token.group()
+        if symbol in (b"[", b"{"):
+            depth += 1
+            if depth == MAX_DEPTH + 1:
+                kept.append(data[copied_to:token.start()])
+                cut_at = token.start()
+        elif symbol in (b"]", b"}"):
+            if depth == MAX_DEPTH + 1:
+                kept.append(b"null")
+                copied_to, cut_at = token.end(), None
+            depth -= 1
+    kept.append(b"null" if cut_at is not None else data[copied_to:])
+    return b"".join(kept)
 
 
 def decode_frame(raw: bytes | str) -> Ping | Batch | Hello | Sos | SosCancel:
@@ -148,11 +187,22 @@ def decode_frame(raw: bytes | str) -> Ping | Batch | Hello | Sos | SosCancel:
     or that carries JSON's NaN or Infinity, is salvaged with what can be read.
     """
     try:
-        return _frame_decoder.decode(raw)
+        return _decode_frame(raw)
+    except RecursionError:
+        return _decode_frame(shallow(raw))
+
+
+def _decode_frame(raw: bytes | str) -> Ping | Batch | Hello | Sos | SosCancel:
+    try:
+        frame = _frame_decoder.decode(raw)
     except msgspec.ValidationError as error:  # a subclass of DecodeError: catch it first
         refusal = _diagnose(raw, error)
     except msgspec.DecodeError as error:
         refusal = FrameError("bad_json", f"not valid JSON: {error}")
+    else:
+        if type(frame) is Sos and frame.salvaged:
+            frame.salvaged = ()
+        return frame
     sos = salvage_sos(raw)
     if sos is not None:
         return sos
@@ -160,7 +210,14 @@ def decode_frame(raw: bytes | str) -> Ping | Batch | Hello | Sos | SosCancel:
 
 
 def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    """A JSON number as a float (an integer too large for one is infinite, for the rules to
+    refuse); None for anything else."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def salvage_sos(raw: bytes | str) -> Sos | None:
@@ -172,24 +229,33 @@ def salvage_sos(raw: bytes | str) -> Sos | None:
 def _lenient(raw: bytes | str) -> object:
     """JSON as the standard library reads it (NaN and Infinity included), None if unreadable."""
     try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
+        try:
+            return json.loads(raw)
+        except RecursionError:
+            return json.loads(shallow(raw))
+    except ValueError:
         return None
 
 
 def _salvaged(body: object) -> Sos | None:
     if not isinstance(body, dict) or body.get("type") != "sos" or not isinstance(body.get("sos_id"), str):
         return None
-    ts = body.get("ts")
-    note = body.get("note")
-    return Sos(
-        sos_id=body["sos_id"],
-        ts=ts if isinstance(ts, str) or (type(ts) is int) else None,
-        lat=_number(body.get("lat")),
-        lon=_number(body.get("lon")),
-        acc=_number(body.get("acc")),
-        note=note[:1000] if isinstance(note, str) else None,
-    )
+    salvaged = []
+
+    def read(name: str, usable: Callable[[object], bool]) -> object:
+        value = body.get(name)
+        if value is None or usable(value):
+            return value
+        salvaged.append(f"unreadable_{name}")
+        return None
+
+    fix = {name: _number(read(name, lambda value: _number(value) is not None)) for name in ("lat", "lon", "acc")}
+    ts = read("ts", lambda value: isinstance(value, str) or type(value) is int)
+    note = read("note", lambda value: isinstance(value, str))
+    if note is not None and len(note) > NOTE_MAX_CHARS:
+        note = note[:NOTE_MAX_CHARS]
+        salvaged.append("note_truncated")
+    return Sos(sos_id=body["sos_id"], ts=ts, note=note, salvaged=tuple(salvaged), **fix)
 
 
 def _generic(raw: bytes | str) -> object:
@@ -203,7 +269,7 @@ def _generic(raw: bytes | str) -> object:
 def _diagnose(raw: bytes | str, error: msgspec.ValidationError) -> FrameError:
     body = _generic(raw)
     if body is None:
-        return FrameError("invalid_field", str(error), field=_field_of(error), seq=seq_of(raw))
+        return FrameError("invalid_field", str(error), field=field_of(error), seq=seq_of(raw))
     if not isinstance(body, dict):
         return FrameError("invalid_field", "a frame must be a JSON object")
     kind = body.get("type")
@@ -212,13 +278,16 @@ def _diagnose(raw: bytes | str, error: msgspec.ValidationError) -> FrameError:
     if kind == "batch" and isinstance(body.get("pings"), list):
         # Only the list's own shape can fail here: its items are decoded later.
         return FrameError("invalid_field", str(error), field="pings")
-    return FrameError("invalid_field", str(error), field=_field_of(error), seq=seq_of(raw))
+    return FrameError("invalid_field", str(error), field=field_of(error), seq=seq_of(raw))
 
 
 def decode_batch(raw: bytes | str) -> list[msgspec.Raw]:
     """The raw pings of an HTTP batch body: `{"pings": [...]}` or a bare list."""
     try:
-        body = _http_batch_decoder.decode(raw)
+        try:
+            body = _http_batch_decoder.decode(raw)
+        except RecursionError:
+            body = _http_batch_decoder.decode(shallow(raw))
     except msgspec.ValidationError as error:
         raise FrameError("invalid_field", f"expected a list of pings: {error}", field="pings") from None
     except msgspec.DecodeError as error:
@@ -229,11 +298,18 @@ def decode_batch(raw: bytes | str) -> list[msgspec.Raw]:
 def decode_ping(raw: bytes | str) -> PingFields:
     """Parse one ping of a batch. Raises FrameError (with its seq when readable)."""
     try:
+        return _decode_ping(raw)
+    except RecursionError:
+        return _decode_ping(shallow(raw))
+
+
+def _decode_ping(raw: bytes | str) -> PingFields:
+    try:
         return _ping_decoder.decode(raw)
     except msgspec.ValidationError as error:
         if isinstance(_generic(raw), list | str | int | float | bool):
             raise FrameError("invalid_field", "a ping must be a JSON object") from None
-        raise FrameError("invalid_field", str(error), field=_field_of(error), seq=seq_of(raw)) from None
+        raise FrameError("invalid_field", str(error), field=field_of(error), seq=seq_of(raw)) from None
     except msgspec.DecodeError as error:
         raise FrameError("bad_json", f"not valid JSON: {error}") from None
 
@@ -241,9 +317,19 @@ def decode_ping(raw: bytes | str) -> PingFields:
 def decode_sos(raw: bytes | str) -> SosFields:
     """The body of `POST /v1/sos` (an SOS without `type`), salvaged like a frame. Raises FrameError."""
     try:
-        return _sos_decoder.decode(raw)
+        return _decode_sos(raw)
+    except RecursionError:
+        return _decode_sos(shallow(raw))
+
+
+def _decode_sos(raw: bytes | str) -> SosFields:
+    try:
+        sos = _sos_decoder.decode(raw)
+        if sos.salvaged:
+            sos.salvaged = ()
+        return sos
     except msgspec.DecodeError as error:
-        refusal = (FrameError("invalid_field", str(error), field=_field_of(error))
+        refusal = (FrameError("invalid_field", str(error), field=field_of(error))
                    if isinstance(error, msgspec.ValidationError) else
                    FrameError("bad_json", f"not valid JSON: {error}"))
     body = _lenient(raw)
@@ -265,7 +351,11 @@ def parse_time(value: int | str, *, field: str = "ts", seq: int | None = None) -
         raise FrameError("invalid_field", f"{field} is not an RFC 3339 time", field=field, seq=seq) from None
     if parsed.tzinfo is None:
         raise FrameError("invalid_field", f"{field} must carry a zone (Z or an offset)", field=field, seq=seq)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:30-01:00 is in year 10000 in UTC
+        raise FrameError("invalid_field", f"{field} must be within years 1..9999 in UTC", field=field,
+                         seq=seq) from None
 
 
 def to_fix(ping: PingFields) -> Fix:
