@@ -11,7 +11,6 @@ from pydantic import BaseModel
 
 from server import auth, db, fields, history, track, wire
 from server.intake import open_intake
-from server.ledger import Ledger
 from server.tables import devices, users
 
 router = APIRouter()
@@ -42,32 +41,47 @@ async def create_user(body: NewUser, request: Request) -> dict:
 
 @router.post("/v1/pings")
 async def post_pings(request: Request, device: Annotated[auth.Device, Depends(auth.current_device)]) -> dict:
-    """A batch over HTTP, answered once every ping in it is committed or refused."""
+    """A batch over HTTP, answered once every ping in it is committed or refused.
+
+    The answer's `seq` is the device's cumulative ack, as on its socket: every ping of this
+    device with seq <= `seq` is committed in PostgreSQL or was answered with an error (in
+    `errors`, or earlier on the device's socket or in another answer). The request enters
+    the device's ledger in this process, shared with its socket: it waits for the socket's
+    older pings still in flight, and when storage loses them it fails with them (503:
+    resend the batch). Pings of the device in flight on another server process are not
+    seen here. A ping PostgreSQL refuses at flush time is in `errors`, not stored.
+    """
     services = request.app.state.services
     body = await request.body()
     limit = services.settings.max_frame_bytes
     if len(body) > limit:
         raise wire.FrameError("too_large", f"a request body holds at most {limit} bytes")
     raw_pings = wire.decode_batch(body)
-    settled = asyncio.Event()
-
-    def check() -> None:
-        if ledger.failed or ledger.pending == 0:
-            settled.set()
-
-    ledger = Ledger(-1, check)
-    async with db.autocommit(services.engine) as connection:
-        intake = await open_intake(connection=connection, services=services, device=device, ledger=ledger)
-    refusals = intake.take(raw_pings)
-    if ledger.pending:
+    changed = asyncio.Event()
+    refused_at_flush: list[wire.FrameError] = []
+    intake = None
+    try:
+        async with db.autocommit(services.engine) as connection:
+            intake = await open_intake(connection=connection, services=services, device=device, acked_seq=-1,
+                                       on_change=changed.set, on_refused=refused_at_flush.append)
+        refusals = intake.take(raw_pings)
+        last, ledger = intake.last_entry, intake.ledger
         try:
             async with asyncio.timeout(COMMIT_WAIT_S):
-                await settled.wait()
+                # Settled in arrival order: once this request's last ping is, so is all before it.
+                while last is not None and not last.settled and not ledger.failed:
+                    changed.clear()
+                    await changed.wait()
         except TimeoutError:
             raise wire.FrameError("unavailable", "storage is slow; resend the batch") from None
-    if ledger.failed:
-        raise wire.FrameError("unavailable", "storage unavailable; resend the batch")
-    return {"type": "ack", "seq": ledger.acked_seq, "errors": [refusal.frame() for refusal in refusals]}
+        if last is not None and not last.settled:  # the ledger failed: storage lost it
+            raise wire.FrameError("unavailable", "storage unavailable; resend the batch")
+        ledger.advance()  # over the settled prefix, this request's last ping included
+        return {"type": "ack", "seq": ledger.acked_seq,
+                "errors": [refusal.frame() for refusal in (*refusals, *refused_at_flush)]}
+    finally:
+        if intake is not None:
+            intake.close()
 
 
 def _time_param(value: str | None, default: datetime, name: str) -> datetime:

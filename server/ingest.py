@@ -6,32 +6,45 @@ overload the server sheds the excess before judging it, keeps its memory and its
 queueing delay bounded, and never stops reading a socket (an SOS behind the pings is
 read at once, DESIGN rule 3). One owned task cuts the queue into flushes, at most
 `flush_max_rows` rows or `flush_interval_ms` after the first waiting row, and
-commits them one at a time while the next flush gathers. Commits must land in
-arrival order: then what is stored of a device is always a prefix of what it
-sent, so the highest stored seq (the welcome's `acked_seq`) is safe to resume
-from; concurrent flushes could leave a gap below it at a crash. After a flush commits, each
-item's ledger entry is settled and its ledger advanced: only then does a phone
-hear `ack` (DESIGN rules 1 and 2). A flush that fails settles nothing: its
-ledgers are failed, so their owners drop the stream and the phones resend from
-`acked_seq`.
+commits them one at a time while the next flush gathers. Commits land in arrival
+order, so what is stored of a device is always a prefix of what it sent (less the
+pings answered with an error): the highest stored seq (the welcome's `acked_seq`)
+is safe to resume from. After a flush commits, each item's ledger entry is settled
+and its ledger advanced: only then does a phone hear `ack` (DESIGN rules 1 and 2).
+
+What keeps the prefix when a flush fails:
+- a row PostgreSQL refuses for its data (SQLSTATE classes 22 and 23) is found by
+  halving the flush, refused alone (an `error` frame to its phone, with its seq) and
+  the rest committed, in order: no row fails the flush for the rows of others;
+- any other failure (a broken connection, a terminated backend, a restart, the
+  command timeout) is retried once on a fresh connection (the statement is
+  idempotent: a duplicate (device, seq) is skipped);
+- if the retry fails too, the flush settles nothing more: its ledgers are failed,
+  their items still queued are purged before the next flush is cut (a later flush
+  must not store pings above the hole, nor pings the phone will resend), and a failed
+  ledger takes no new pings; its owners drop the stream and the phones resend from
+  `acked_seq`.
 """
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server import history, hotstate
-from server.ledger import Entry, Ledger
+from server import history, hotstate, wire
+from server.ledger import Entry, Ledger, Ledgers
 from server.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
 STORAGE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+# What PostgreSQL refuses for one row's values (SQLSTATE classes 22 and 23), not for the flush.
+DATA_ERRORS = (DataError, IntegrityError)
 REDIS_WRITE_TIMEOUT_S = 1.0
 
 
@@ -43,14 +56,17 @@ def describe(error: BaseException) -> str:
 
 
 class Item:
-    """One ping on its way to storage, with the ledger waiting for it."""
+    """One ping on its way to storage, with the ledger waiting for it and where to send
+    its refusal if PostgreSQL cannot store it (before the ack that passes over it)."""
 
-    __slots__ = ("row", "ledger", "entry")
+    __slots__ = ("row", "ledger", "entry", "refuse")
 
-    def __init__(self, row: history.NewFix, ledger: Ledger, entry: Entry):
+    def __init__(self, row: history.NewFix, ledger: Ledger, entry: Entry,
+                 refuse: Callable[[wire.FrameError], None]):
         self.row = row
         self.ledger = ledger
         self.entry = entry
+        self.refuse = refuse
 
 
 class Ingest:
@@ -78,6 +94,7 @@ class Ingest:
         self._runner: asyncio.Task | None = None
         self._reporter: asyncio.Task | None = None
         self._connection: AsyncConnection | None = None
+        self.ledgers = Ledgers()
         self.flushed_rows = 0
         self.flush_count = 0
         self.commit_s = 0.0
@@ -133,6 +150,9 @@ class Ingest:
         del self._buffer[: self._max_rows]
         if not self._buffer:
             self._waiting.clear()
+        if not batch:  # all purged after a failed flush
+            self._committing.release()
+            return
         task = asyncio.create_task(self._flush(batch), name="ingest-flush")
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
@@ -158,19 +178,16 @@ class Ingest:
     async def _flush(self, batch: list[Item]) -> None:
         started = time.perf_counter()
         try:
-            moved = await history.store(connection=await self._connect(), rows=[item.row for item in batch])
+            moved = await self._store_once_more_if_failed(batch)
         except STORAGE_ERRORS as error:
             # Type and SQLSTATE only: driver messages can quote parameters, i.e. coordinates.
-            log.error("flush of %d pings failed (%s), their streams are dropped for resend",
+            log.error("flush of %d pings failed twice (%s), their streams are dropped for resend",
                       len(batch), describe(error))
             await self._disconnect()
-            for ledger in {id(item.ledger): item.ledger for item in batch}.values():
-                ledger.fail()
+            self._fail([item for item in batch if not item.entry.settled])
             return
         finally:
             self._committing.release()
-        for item in batch:
-            item.entry.settled = True
         for ledger in {id(item.ledger): item.ledger for item in batch}.values():
             ledger.advance()
         self.flushed_rows += len(batch)
@@ -179,6 +196,45 @@ class Ingest:
         await self._copy_to_redis(moved)
         if moved and self._on_moved is not None:
             await self._on_moved(moved)
+
+    async def _store_once_more_if_failed(self, batch: list[Item]) -> list:
+        try:
+            return await self._store(batch)
+        except STORAGE_ERRORS as error:
+            log.warning("flush of %d pings failed (%s), once more on a fresh connection", len(batch),
+                        describe(error))
+            await self._disconnect()
+        return await self._store([item for item in batch if not item.entry.settled])
+
+    async def _store(self, batch: list[Item]) -> list:
+        """Store the batch in arrival order; a row PostgreSQL refuses for its data is found by
+        halving and refused alone. Raises STORAGE_ERRORS for anything else."""
+        try:
+            moved = await history.store(connection=await self._connect(), rows=[item.row for item in batch])
+        except DATA_ERRORS as error:
+            if len(batch) == 1:
+                self._refuse(batch[0], error)
+                return []
+            half = len(batch) // 2
+            return await self._store(batch[:half]) + await self._store(batch[half:])
+        for item in batch:
+            item.entry.store()
+        return moved
+
+    def _refuse(self, item: Item, error: BaseException) -> None:
+        log.warning("a ping was refused by PostgreSQL (%s); the rest of its flush is stored", describe(error))
+        item.refuse(wire.FrameError("invalid_field", f"this ping cannot be stored ({describe(error)})",
+                                    seq=item.row.seq))
+        item.entry.settled = True
+
+    def _fail(self, unsettled: list[Item]) -> None:
+        """Fail the ledgers of what was not stored, and purge their queued items: nothing of a
+        failed ledger may commit after the hole, and its phones resend it all anyway."""
+        for ledger in {id(item.ledger): item.ledger for item in unsettled}.values():
+            ledger.fail()
+        self._buffer[:] = [item for item in self._buffer if not item.ledger.failed]
+        if not self._buffer:
+            self._waiting.clear()
 
     async def _copy_to_redis(self, moved: list) -> None:
         if not moved:

@@ -1,8 +1,10 @@
 """One device's incoming pings: decode, refuse or annotate, and hand to the ingest.
 
-Shared by the phone socket and `POST /v1/pings`, so both apply the same rules.
+Shared by the phone socket and `POST /v1/pings`, so both apply the same rules
+and enter the same ledger (the device's one in this process, `Ledgers`).
 Per-device processing is sequential: the plausibility of a fix is judged
-against the device's previous plausible fix.
+against the device's previous plausible fix. A ping that PostgreSQL refuses at
+flush time is answered through `on_refused`, before the ack that passes it.
 """
 
 from collections.abc import Callable, Sequence
@@ -17,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server import history, wire
 from server.auth import Device
 from server.ingest import Ingest, Item
-from server.ledger import Ledger
+from server.ledger import Entry, Ledger
 from server.ratelimit import RateLimiter
 from server.services import Services
 
@@ -34,15 +36,30 @@ class Intake:
         limits: rules.Limits,
         rate_limiter: RateLimiter,
         max_batch_pings: int,
+        on_refused: Callable[[wire.FrameError], None],
+        on_change: Callable[[], None] | None = None,
     ):
+        """`on_refused`: called (from the flusher, must not block) for a queued ping that
+        PostgreSQL refused, with the error to answer. `on_change`: the ledger's watcher
+        to remove at close()."""
         self.device = device
+        self._on_refused = on_refused
+        self._on_change = on_change
         self.ledger = ledger
+        # The ledger entry of the last ping queued: once it is settled, so is all before it.
+        self.last_entry: Entry | None = None
         self._ingest = ingest
         self._in_alert = in_alert
         self._previous = previous
         self._limits = limits
         self._rate_limiter = rate_limiter
         self._max_batch = max_batch_pings
+
+    def close(self) -> None:
+        """Leave the device's ledger (its queued pings still settle; nobody waits for them here)."""
+        if self._on_change is not None:
+            self.ledger.unwatch(self._on_change)
+        self._ingest.ledgers.release(self.device.device_id, self.ledger)
 
     @property
     def previous(self) -> Fix | None:
@@ -54,8 +71,10 @@ class Intake:
         entered in the ledger). Returns the refusals of single pings, to answer.
 
         Raises FrameError when the whole frame is refused: too many pings, this device over
-        its rate, or the ingest queue full (shed before any judging, so an overloaded server
-        spends nothing on what it cannot store). Then nothing of it enters the ledger, and
+        its rate, the ingest queue full (shed before any judging, so an overloaded server
+        spends nothing on what it cannot store), or the ledger failed (storage lost pings
+        of this stream: the phone must reconnect and resend from `acked_seq`, so nothing
+        may be stored above the hole). Then nothing of it enters the ledger, and
         the phone may resend it all. The pings of a user with an unfinished alert are never
         shed: dispatchers are following that track live (they are few, so the queue's bound
         barely moves).
@@ -64,6 +83,8 @@ class Intake:
             raise wire.FrameError("too_large", f"a batch holds at most {self._max_batch} pings", field="pings")
         if not pings:
             return []
+        if self.ledger.failed:
+            raise wire.FrameError("unavailable", "storage failed; reconnect and resend from acked_seq")
         if not self._ingest.has_room and not self._in_alert():
             self._ingest.shed(len(pings))
             raise self._refuse_whole(pings, "the server is busy storing pings; resend later")
@@ -80,9 +101,10 @@ class Intake:
                 if refusal.seq is not None:
                     self.ledger.answered(refusal.seq)
                 continue
-            items.append(Item(row, self.ledger, self.ledger.expect(row.seq)))
+            items.append(Item(row, self.ledger, self.ledger.expect(row.seq), self._on_refused))
         if items:
             self._ingest.admit(items)
+            self.last_entry = items[-1].entry
         return refusals
 
     def _refuse_whole(self, pings: Sequence[wire.PingFields | msgspec.Raw], message: str) -> wire.FrameError:
@@ -114,13 +136,21 @@ class Intake:
         )
 
 
-async def open_intake(*, connection: AsyncConnection, services: Services, device: Device, ledger: Ledger,
-                      in_alert: Callable[[], bool] | None = None) -> Intake:
-    """The intake of one device, judging its next fixes against its last plausible one.
-    `in_alert`: whether the user has an unfinished alert (default: the fan-out's view)."""
+async def open_intake(*, connection: AsyncConnection, services: Services, device: Device, acked_seq: int,
+                      on_change: Callable[[], None], on_refused: Callable[[wire.FrameError], None],
+                      in_alert: Callable[[], bool] | None = None) -> "Intake":
+    """The intake of one device, judging its next fixes against its last plausible one, on
+    the device's ledger in this process (joined if its socket or a request has it open).
+
+    `acked_seq`: what the caller read as stored (-1 if it did not read it); `on_change`
+    watches the ledger; `in_alert`: whether the user has an unfinished alert (default: the
+    fan-out's view); `on_refused`: see Intake. The caller must `close()` the intake."""
     last = await history.last_location(connection=connection, user_id=device.user_id)
     settings = services.settings
     fanout, user_key = services.fanout, str(device.user_id)
+    # Nothing is awaited from here on, so an opened ledger always reaches the caller's close().
+    ledger = services.ingest.ledgers.open(device.device_id, acked_seq)
+    ledger.watch(on_change)
     return Intake(
         device=device,
         previous=None if last is None else last.fix,
@@ -130,4 +160,6 @@ async def open_intake(*, connection: AsyncConnection, services: Services, device
         limits=settings.limits,
         rate_limiter=services.rate_limiter,
         max_batch_pings=settings.max_batch_pings,
+        on_refused=on_refused,
+        on_change=on_change,
     )

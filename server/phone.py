@@ -6,6 +6,13 @@ queue (such a frame is refused `rate_limited` at once), so an SOS is read at onc
 What goes back to the phone (errors, acks) is drained by a short-lived writer task
 started only when there is something to send, so a slow phone delays only itself
 and an idle phone costs no task.
+
+The ack is cumulative over the device's ledger in this process (shared with its
+`POST /v1/pings` requests) and is re-sent whenever a stored ping settles, a
+duplicate included. A ping PostgreSQL refused at flush time gets its `error`
+before the ack that passes it. When storage loses pings of the stream (a flush
+failed twice), the writer closes with 1011 after the frames already due, and the
+phone resends from the welcome's `acked_seq`.
 """
 
 import asyncio
@@ -36,7 +43,7 @@ class PhoneSession:
         self._services = services
         self._outbox: deque[str] = deque()
         self._writer: asyncio.Task | None = None
-        self._sent_ack = -1
+        self._acked_progress = 0
         self._closing = False
         self.ledger: Ledger | None = None
         self._device: auth.Device | None = None
@@ -46,6 +53,7 @@ class PhoneSession:
 
     async def run(self) -> None:
         await self._ws.accept()
+        intake = None
         try:
             device = await self._authenticate()
             if device is None:
@@ -53,18 +61,29 @@ class PhoneSession:
                 return
             async with db.autocommit(self._services.engine) as connection:
                 acked_seq = await history.acked_seq(connection=connection, device_id=device.device_id)
-                self.ledger = Ledger(acked_seq, self._kick)
                 intake = await open_intake(connection=connection, services=self._services, device=device,
-                                           ledger=self.ledger, in_alert=self._in_alert)
+                                           acked_seq=acked_seq, on_change=self._kick, on_refused=self._refused,
+                                           in_alert=self._in_alert)
         except STORAGE_ERRORS as error:
+            if intake is not None:  # the connection failed on its way back to the pool
+                intake.close()
             log.error("phone session cannot start, storage unavailable: %s", describe(error))
             await self._ws.close(errors.CLOSE_UNAVAILABLE, "storage unavailable; retry later")
             return
-        self._sent_ack = acked_seq
+        try:
+            await self._serve(device, acked_seq, intake)
+        finally:
+            intake.close()
+
+    async def _serve(self, device: auth.Device, acked_seq: int, intake: Intake) -> None:
         self._device = device
         await self._ws.send_text(
             wire.encode({"type": "welcome", "user_id": str(device.user_id), "acked_seq": acked_seq})
         )
+        # Only now may the writer run (an ack never precedes the welcome); the ledger may be
+        # shared with a request of this device, so what it owes this socket starts here.
+        self.ledger = intake.ledger
+        self._acked_progress = self.ledger.progress
         hub = self._services.fanout.hub
         hub.add_phone(str(device.user_id), self._on_event)
         watched = self._services.fanout.watched.get(str(device.user_id))
@@ -100,7 +119,9 @@ class PhoneSession:
     async def _read(self, intake: Intake) -> None:
         max_errors = self._services.settings.max_consecutive_errors
         consecutive_errors = 0
-        while not self.ledger.failed:
+        # After a failed ledger the writer closes with 1011 (after the frames before it) and
+        # the reader sees the disconnect; frames read meanwhile are refused `unavailable`.
+        while True:
             message = await self._ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
@@ -202,13 +223,17 @@ class PhoneSession:
             self._fast.discard(event.alert_id)
             self._send(wire.encode({"type": "report_interval", "interval_s": None, "alert_id": event.alert_id}))
 
+    def _refused(self, refusal: wire.FrameError) -> None:
+        """A queued ping that PostgreSQL refused: its error goes out before the ack passing it."""
+        self._send(wire.encode(refusal.frame()))
+
     def _send(self, text: str) -> None:
         self._outbox.append(text)
         self._kick()
 
     def _kick(self) -> None:
         """Something to send (a frame, a moved ack, a failed ledger): make sure a writer runs."""
-        if self._closing or (self._writer is not None and not self._writer.done()):
+        if self._closing or self.ledger is None or (self._writer is not None and not self._writer.done()):
             return
         self._writer = asyncio.create_task(self._drain(), name="phone-writer")
 
@@ -223,9 +248,10 @@ class PhoneSession:
                 elif self.ledger.failed:
                     await self._ws.close(errors.CLOSE_UNAVAILABLE, "storage unavailable; resend from acked_seq")
                     return
-                elif self.ledger.acked_seq > self._sent_ack:
-                    self._sent_ack = self.ledger.acked_seq
-                    await self._ws.send_text(wire.ack(self._sent_ack))
+                elif self.ledger.progress != self._acked_progress:
+                    # Due even if the seq did not move: a duplicate or a resent ping was stored.
+                    self._acked_progress = self.ledger.progress
+                    await self._ws.send_text(wire.ack(self.ledger.acked_seq))
                 else:
                     return
         except (WebSocketDisconnect, RuntimeError, OSError) as error:

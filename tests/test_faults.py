@@ -7,8 +7,10 @@ import sys
 import time
 
 import pytest
+from sqlalchemy.engine import make_url
 from websockets.exceptions import ConnectionClosed
 
+from tests.conftest import TEST_ENV
 from tests.proxy import CuttableProxy
 from tests.servers import ServerProcess, connect_phone, create_user, last_location_row, stored_pings, until_ack
 
@@ -96,10 +98,16 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_ping(fresh_server, engin
     assert [row["seq"] for row in await stored_pings(engine, user_id)] == list(range(STREAM_PINGS))
 
 
+def through(proxy: CuttableProxy) -> str:
+    """The test database's URL, by way of the proxy (the same database the `engine` fixture reads)."""
+    url = make_url(TEST_ENV["GUARDIAN_DATABASE_URL"]).set(host="127.0.0.1", port=proxy.port)
+    return url.render_as_string(hide_password=False)
+
+
 async def test_lost_database_closes_the_stream_without_false_acks_and_the_resend_completes(fresh_server, engine):
-    with CuttableProxy(target_port=5432) as proxy:
+    with CuttableProxy(target_port=make_url(TEST_ENV["GUARDIAN_DATABASE_URL"]).port or 5432) as proxy:
         server = fresh_server(
-            GUARDIAN_DATABASE_URL=f"postgresql+asyncpg://guardian:guardian@127.0.0.1:{proxy.port}/guardian_test",
+            GUARDIAN_DATABASE_URL=through(proxy),
             GUARDIAN_RATE_PINGS_PER_S="100000",
             GUARDIAN_RATE_BURST_PINGS="100000",
         )

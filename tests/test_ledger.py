@@ -1,8 +1,10 @@
 """server.ledger: the cumulative ack never covers a ping that is not settled."""
 
+import uuid
+
 import pytest
 
-from server.ledger import Ledger
+from server.ledger import Ledger, Ledgers
 
 pytestmark = pytest.mark.no_services
 
@@ -47,3 +49,48 @@ def test_failure_is_reported_to_the_owner():
     ledger.expect(0)
     ledger.fail()
     assert ledger.failed and changes == [-1]
+
+
+def test_a_stored_duplicate_makes_an_ack_due_though_the_seq_does_not_move():
+    ledger, changes = make(acked_seq=10)
+    progress = ledger.progress
+    ledger.expect(4).store()
+    ledger.advance()
+    assert ledger.acked_seq == 10 and ledger.progress == progress + 1 and changes == [10]
+
+
+def test_a_refusal_below_the_ack_makes_no_ack_due():
+    ledger, changes = make(acked_seq=10)
+    ledger.answered(4)
+    assert ledger.progress == 0 and changes == []
+
+
+def test_every_watcher_hears_a_change():
+    ledger, changes = make()
+    heard = []
+    ledger.watch(lambda: heard.append(ledger.acked_seq))
+    ledger.expect(0).store()
+    ledger.advance()
+    assert changes == heard == [0]
+
+
+def test_a_device_has_one_ledger_per_process_until_its_last_user_leaves():
+    ledgers, device = Ledgers(), uuid.uuid4()
+    socket = ledgers.open(device, 7)
+    request = ledgers.open(device, -1)
+    assert request is socket and request.acked_seq == 7
+    ledgers.release(device, socket)
+    assert ledgers.open(device, -1) is socket
+    ledgers.release(device, socket)
+    ledgers.release(device, socket)
+    assert ledgers.open(device, 3) is not socket
+
+
+def test_a_failed_ledger_is_replaced_for_the_next_user():
+    ledgers, device = Ledgers(), uuid.uuid4()
+    failed = ledgers.open(device, 5)
+    failed.fail()
+    fresh = ledgers.open(device, 5)
+    assert fresh is not failed and not fresh.failed
+    ledgers.release(device, failed)  # the old user leaving does not take the new ledger away
+    assert ledgers.open(device, -1) is fresh

@@ -370,3 +370,35 @@ async def test_a_dead_phone_is_dropped_by_keepalive(fresh_server):
             received += chunk
     writer.close()
     assert received.startswith(b"HTTP/1.1 101") and b"welcome" in received
+
+
+async def test_a_duplicate_alone_is_acknowledged(server, engine):
+    """The contract acks a duplicate: resent at or below the last ack, with nothing after it."""
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    first = ping(0, ts=now_ms() - 1000)
+    await ws.send(json.dumps(first))
+    await until_ack(ws, 0)
+    await ws.send(json.dumps(first))
+    assert await receive(ws) == {"type": "ack", "seq": 0}
+    await ws.send(json.dumps({"type": "batch", "pings": [{k: v for k, v in first.items() if k != "type"}] * 2}))
+    assert await receive(ws) == {"type": "ack", "seq": 0}
+    assert [row["seq"] for row in await stored_pings(engine, user_id)] == [0]
+    await ws.close()
+
+
+async def test_a_ping_resent_after_rate_limited_is_acknowledged_once_stored(fresh_server, engine):
+    """The ack passed over the refused ping; resent with its seq, it is stored and must be acked."""
+    server = fresh_server(GUARDIAN_RATE_PINGS_PER_S="2", GUARDIAN_RATE_BURST_PINGS="1")
+    user_id, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    fixes = walk(0, 2, now_ms() - 10_000)
+    await ws.send(json.dumps({"type": "ping", **fixes[0]}))
+    await ws.send(json.dumps({"type": "ping", **fixes[1]}))
+    frames = await until_ack(ws, 1)
+    assert [(f["code"], f["seq"]) for f in frames if f["type"] == "error"] == [("rate_limited", 1)]
+    await asyncio.sleep(1.0)
+    await ws.send(json.dumps({"type": "ping", **fixes[1]}))
+    assert await receive(ws) == {"type": "ack", "seq": 1}
+    assert [row["seq"] for row in await stored_pings(engine, user_id)] == [0, 1]
+    await ws.close()
