@@ -15,6 +15,7 @@ import asyncio
 import logging
 
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.ingest import STORAGE_ERRORS, describe
@@ -25,6 +26,13 @@ log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.003
 RETRY_DELAY_S = 0.5
+# Rows PostgreSQL will never take (their staff member or alert is gone): retrying would hold
+# every console of the process behind them.
+REFUSED_ERRORS = (IntegrityError, DataError)
+
+
+class AuditRefused(Exception):
+    """PostgreSQL refused these rows for what they hold: the reads they audit must not happen."""
 
 
 class AuditLog(OwnedTask):
@@ -43,9 +51,9 @@ class AuditLog(OwnedTask):
             committed.cancel()
 
     async def record(self, rows: list[dict]) -> None:
-        """Commit rows of audit_reads with the next group commit; returns once they are committed.
-        Cancelling the wait does not withdraw the rows (a read may be recorded and not shown,
-        never the reverse)."""
+        """Commit rows of audit_reads with the next group commit; returns once they are committed,
+        raises AuditRefused if PostgreSQL never will. Cancelling the wait does not withdraw the
+        rows (a read may be recorded and not shown, never the reverse)."""
         if not rows:
             return
         committed = asyncio.get_running_loop().create_future()
@@ -67,8 +75,10 @@ class AuditLog(OwnedTask):
             return True
         batch, self._pending = self._pending, []
         try:
-            async with self._engine.begin() as connection:
-                await connection.execute(pg.insert(audit_reads), [row for rows, _ in batch for row in rows])
+            await self._insert([row for rows, _ in batch for row in rows])
+        except REFUSED_ERRORS:
+            # One console's rows must not fail the others': each is tried on its own.
+            return await self._flush_each(batch)
         except STORAGE_ERRORS as error:
             log.error("audit log: %d reads not yet recorded (%s); their frames wait, retrying",
                       sum(len(rows) for rows, _ in batch), describe(error))
@@ -78,3 +88,24 @@ class AuditLog(OwnedTask):
             if not committed.done():
                 committed.set_result(None)
         return True
+
+    async def _flush_each(self, batch: list[tuple[list[dict], asyncio.Future]]) -> bool:
+        for index, (rows, committed) in enumerate(batch):
+            try:
+                await self._insert(rows)
+            except REFUSED_ERRORS as error:
+                log.error("audit log: %d reads refused (%s); not shown", len(rows), describe(error))
+                if not committed.done():
+                    committed.set_exception(AuditRefused(describe(error)))
+                continue
+            except STORAGE_ERRORS as error:
+                log.error("audit log: reads not yet recorded (%s); retrying", describe(error))
+                self._pending[:0] = batch[index:]
+                return False
+            if not committed.done():
+                committed.set_result(None)
+        return True
+
+    async def _insert(self, rows: list[dict]) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(pg.insert(audit_reads), rows)
