@@ -23,7 +23,8 @@ class Event:
     frame: dict  # what a console receives
     event_id: str | None = None
     phone_status: str | None = None
-    text: str = ""  # the frame as JSON, encoded once for every console that gets it
+    text: str = ""
+    finished: bool = False  # the alert is resolved or cancelled: its consoles get no more of its moves  # the frame as JSON, encoded once for every console that gets it
 
 
 RESYNC = Event(type="resync", alert_id="", user_id="", precincts=(), frame={})
@@ -55,8 +56,11 @@ class ConsoleSubscriber:
     all_precincts: bool
     precinct_id: str | None
     mailbox: Mailbox
-    # Alerts this console has been given (its sender audits each before sending): it gets their moves.
+    # Unfinished alerts this console has been given (its sender audits each before sending): it
+    # gets their moves, and no more once it has been told an alert ended.
     known_alerts: set[str] = field(default_factory=set)
+    # Alerts it was told ended while connected: a snapshot read before the end cannot revive them.
+    ended_alerts: set[str] = field(default_factory=set)
 
     def sees(self, precincts: tuple[str, ...]) -> bool:
         return self.all_precincts or self.precinct_id in precincts
@@ -112,6 +116,9 @@ class Hub:
             if event.type == "alert_location":
                 if event.alert_id not in console.known_alerts:
                     continue
+            elif event.finished:
+                console.known_alerts.discard(event.alert_id)
+                console.ended_alerts.add(event.alert_id)
             else:
                 # Its frame carries the alert (and location), which the console audits before sending.
                 console.known_alerts.add(event.alert_id)

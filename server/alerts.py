@@ -40,6 +40,16 @@ class Raised:
 
 
 @dataclass(frozen=True, slots=True)
+class Unfinished:
+    """An alert still open or acknowledged, as the fan-out keeps it: whose fixes go to which consoles."""
+    alert_id: str
+    user_id: str
+    precincts: tuple[str, ...]
+    phone_status: str  # what the phone was told: after a duress cancel, `cancelled`
+    updated_at: datetime  # which of two reports of the same alert is newer
+
+
+@dataclass(frozen=True, slots=True)
 class Located:
     fix: Fix | None
     quality: str  # fix, suspect, last_known, unknown
@@ -210,7 +220,7 @@ async def resolve(*, engine: AsyncEngine, settings: Settings, member: Staff, ale
         engine=engine, settings=settings, alert_id=alert_id, visible=visible_to(member),
         where=alerts.c.status.in_(UNFINISHED),
         values={"status": "resolved", "phone_status": _phone_hears("resolved"), "resolved_by": member.username,
-                "outcome": outcome, "next_escalation_at": None},
+                "outcome": outcome, "next_escalation_at": None, "ended_at": sa.func.now()},
         conflict="the alert is already {status}")
 
 
@@ -246,7 +256,8 @@ async def cancel(*, engine: AsyncEngine, settings: Settings, user_id: uuid.UUID,
         if verdict is pins.Verdict.DURESS:
             values = {"duress": True, "phone_status": "cancelled"}
         elif verdict is pins.Verdict.NORMAL:
-            values = {"status": "cancelled", "phone_status": "cancelled", "next_escalation_at": None}
+            values = {"status": "cancelled", "phone_status": "cancelled", "next_escalation_at": None,
+                      "ended_at": sa.func.now()}
         else:
             values = None  # refused below, after the count of wrong PINs is committed
         if values is not None:
@@ -289,9 +300,11 @@ async def escalate_due(*, engine: AsyncEngine, settings: Settings, limit: int = 
     return len(due)
 
 
-async def unfinished_by_user(*, connection: AsyncConnection) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """user id → (alert id, precincts) of every alert still open or acknowledged (newest per user)."""
+async def unfinished_by_user(*, connection: AsyncConnection) -> list[Unfinished]:
+    """Every alert still open or acknowledged, oldest first (a user may have several)."""
     rows = await connection.execute(
-        sa.select(alerts.c.user_id, alerts.c.alert_id, alerts.c.visible_precincts)
+        sa.select(alerts.c.user_id, alerts.c.alert_id, alerts.c.visible_precincts, alerts.c.phone_status,
+                  alerts.c.updated_at)
         .where(alerts.c.status.in_(UNFINISHED)).order_by(alerts.c.opened_at))
-    return {str(row.user_id): (str(row.alert_id), tuple(row.visible_precincts)) for row in rows}
+    return [Unfinished(str(row.alert_id), str(row.user_id), tuple(row.visible_precincts), row.phone_status,
+                       row.updated_at) for row in rows]

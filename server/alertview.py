@@ -6,7 +6,7 @@ with `audit` (DESIGN rule 8).
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
@@ -17,8 +17,13 @@ from server.staff import Staff
 from server.tables import alert_notes, alerts, audit_reads, pings, precincts, users
 
 UNFINISHED = ("open", "acknowledged")
+# No end yet: the track of an unfinished alert is bounded by nothing but the present.
+NO_END = sa.literal_column("'infinity'::timestamptz", sa.DateTime(timezone=True))
 # The track shown with an alert starts this long before the SOS.
 TRACK_LEAD = timedelta(minutes=15)
+# An Alert shows its newest notes up to this size (`notes_omitted` counts the older ones), so one
+# Alert, with its track and the SOS note, stays well within a console's frame limit.
+NOTES_SHOWN_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +88,14 @@ def _ordered(column, by):
 
 def _track_of_each(source, points: int):
     """Per alert: its user's recent plausible fixes (newest `points`, from a while before the
-    SOS), as arrays oldest first."""
+    SOS until its end), as arrays oldest first. A finished alert shows no fix taken or received
+    after it ended (DESIGN rule 8: positions only while the alert is unfinished)."""
+    end = sa.func.coalesce(source.c.ended_at, NO_END)
     recent = (
         sa.select(sa.func.ST_Y(pings.c.location).label("lat"), sa.func.ST_X(pings.c.location).label("lon"),
                   pings.c.accuracy_m, pings.c.device_ts)
         .where(pings.c.user_id == source.c.user_id, pings.c.device_ts >= source.c.opened_at - TRACK_LEAD,
-               pings.c.suspect.is_(None))
+               pings.c.device_ts <= end, pings.c.received_at <= end, pings.c.suspect.is_(None))
         .order_by(pings.c.device_ts.desc()).limit(points)
         .correlate(source)
         .subquery("recent")
@@ -118,12 +125,14 @@ def view_of(row) -> View:
                                           row.track_ts or ())]
     notes = [{"author": author, "text": text, "at": wire.format_time(at)}
              for author, text, at in zip(row.note_authors or (), row.note_texts or (), row.note_times or ())]
+    shown, omitted = _newest_within(notes, NOTES_SHOWN_BYTES)
     alert = {
         "alert_id": str(row.alert_id),
         "status": row.status,
         "duress": row.duress,
         "opened_at": wire.format_time(row.opened_at),
         "updated_at": wire.format_time(row.updated_at),
+        "ended_at": wire.format_time(row.ended_at) if row.ended_at else None,
         "user": {"user_id": str(row.user_id), "name": row.user_name, "phone": row.user_phone},
         "location": _location(row),
         "precinct": None if row.precinct_id is None else {
@@ -131,13 +140,30 @@ def view_of(row) -> View:
         "trip": row.trip,
         "track": track,
         "note": row.note,
-        "notes": notes,
+        "notes": shown,
+        "notes_omitted": omitted,
         "escalation_level": row.escalation_level,
         "acknowledged_by": row.acknowledged_by,
         "resolved_by": row.resolved_by,
         "outcome": row.outcome,
     }
     return View(alert, str(row.user_id), tuple(row.visible_precincts), row.phone_status, row.status)
+
+
+def _newest_within(notes: list[dict], max_bytes: int) -> tuple[list[dict], int]:
+    """The newest notes whose encoding fits in max_bytes (oldest first), and how many were left out."""
+    size, first = 0, len(notes)
+    while first > 0:
+        size += len(wire.encode(notes[first - 1]).encode())
+        if size > max_bytes:
+            break
+        first -= 1
+    return notes[first:], first
+
+
+def updated_at(alert: dict) -> datetime:
+    """When this state of an alert was committed: of two views of one alert, the later is newer."""
+    return datetime.fromisoformat(alert["updated_at"])
 
 
 def audit_rows(*, viewer: Staff, shown: list[tuple[str, str]], context: str) -> list[dict]:

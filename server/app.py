@@ -51,7 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
             relay = Relay(engine=engine, redis=redis, settings=settings, fanout=fanout)
             relay.start()
             stack.push_async_callback(relay.close)
-            sweeper = Sweeper(engine=engine, settings=settings, relay=relay, fanout=fanout)
+            sweeper = Sweeper(engine=engine, redis=redis, settings=settings, relay=relay, fanout=fanout)
             await sweeper.sweep()  # before serving: which users' fixes go to consoles, overdue escalations
             sweeper.start()
             stack.push_async_callback(sweeper.close)

@@ -2,13 +2,29 @@
 
 Authenticated (session cookie or Bearer) and Origin-checked before accept. The
 console is registered with the hub before the snapshot is read, so nothing that
-happens in between is missed (it may arrive twice; consoles key alerts by id).
-Each console has a bounded mailbox: one that does not keep up is disconnected,
-never slowing the others. Every alert a console is shown is audited first.
+happens in between is missed: an event queued meanwhile is sent unless the snapshot
+already holds that state of its alert or a newer one (each Alert carries its
+`updated_at`). Each console has a bounded mailbox: one that does not keep up is
+disconnected, never slowing the others.
+
+Every location a console is shown is audited first, the row committed before the
+frame is sent (DESIGN rule 8): one row per alert in a snapshot and per Alert frame
+(`alert_opened`, `alert_updated`); the `alert_location` stream gets one row per alert
+per console at its first move and again at the first after each
+`LOCATION_AUDIT_INTERVAL_S` (context `location`: the row covers that alert's moves sent
+to that console in the interval that follows it), so a moving user does not cost a
+commit per fix per console.
+
+A snapshot larger than `SNAPSHOT_FRAME_BYTES` is split (an addition to the contract):
+the `snapshot` frame holds the first alerts and `"more": true`, and `snapshot_more`
+frames (`alerts`, `more`) follow until one says `"more": false`; no frame exceeds the
+1 MiB that common websocket clients accept by default.
 """
 
 import asyncio
 import logging
+import time
+from datetime import datetime
 
 import msgspec
 from fastapi import WebSocket
@@ -20,6 +36,10 @@ from server.ingest import STORAGE_ERRORS, describe
 from server.services import Services
 
 log = logging.getLogger(__name__)
+
+LOCATION_AUDIT_INTERVAL_S = 30.0
+# Well below 1 MiB, and above the largest single Alert (alertview bounds its notes).
+SNAPSHOT_FRAME_BYTES = 896 * 1024
 
 
 class ConsoleFrame(msgspec.Struct):
@@ -52,6 +72,28 @@ def decode(text: str) -> ConsoleFrame:
     return frame
 
 
+def snapshot_frames(alerts_shown: list[dict], *, max_bytes: int = SNAPSHOT_FRAME_BYTES) -> list[str]:
+    """The snapshot as one frame, or as `snapshot` then `snapshot_more` frames of at most
+    `max_bytes` each (an alert is never split)."""
+    encoded = [wire.encode(alert) for alert in alerts_shown]
+    pages: list[list[str]] = [[]]
+    size = 0
+    overhead = 64  # the frame's own keys
+    for text in encoded:
+        if pages[-1] and size + len(text.encode()) + 1 + overhead > max_bytes:
+            pages.append([])
+            size = 0
+        pages[-1].append(text)
+        size += len(text.encode()) + 1
+    frames = []
+    for index, page in enumerate(pages):
+        kind = "snapshot" if index == 0 else "snapshot_more"
+        more = "true" if index < len(pages) - 1 else "false"
+        more_field = f',"more":{more}' if len(pages) > 1 else ""
+        frames.append(f'{{"type":"{kind}","alerts":[{",".join(page)}]{more_field}}}')
+    return frames
+
+
 class ConsoleSession:
     def __init__(self, websocket: WebSocket, services: Services, member: staff.Staff):
         self._ws = websocket
@@ -59,6 +101,10 @@ class ConsoleSession:
         self._member = member
         self._subscriber = ConsoleSubscriber(all_precincts=member.all_precincts, precinct_id=member.precinct_id,
                                              mailbox=Mailbox(services.settings.console_queue_frames))
+        # alert id → the state (updated_at) of it this console was last sent: older events are skipped.
+        self._shown: dict[str, datetime] = {}
+        # alert id → when its moves were last audited for this console (monotonic seconds).
+        self._moves_audited: dict[str, float] = {}
 
     async def run(self) -> None:
         hub = self._services.fanout.hub
@@ -95,34 +141,53 @@ class ConsoleSession:
             pass
 
     async def _send_snapshot(self) -> None:
+        """Read, audit (in the read's transaction, so committed before anything is sent) and send
+        every unfinished alert this console may see."""
+        subscriber = self._subscriber
+        known_before, ended_before = set(subscriber.known_alerts), set(subscriber.ended_alerts)
         async with self._services.engine.begin() as connection:
             views = await alertview.load(connection=connection, viewer=self._member, unfinished_only=True,
                                          track_points=self._services.settings.alert_track_points)
             await alertview.audit(connection=connection, viewer=self._member, views=views, context="snapshot")
-        self._subscriber.known_alerts.update(view.alert["alert_id"] for view in views)
-        await self._ws.send_text(wire.encode({"type": "snapshot", "alerts": [view.alert for view in views]}))
+        # The hub kept adding and ending alerts while the query ran: what it heard then may be newer
+        # than the query, and an alert heard to end stays ended whatever the query saw.
+        in_snapshot = {view.alert["alert_id"] for view in views}
+        heard = subscriber.known_alerts - known_before
+        subscriber.known_alerts = (in_snapshot | heard) - (subscriber.ended_alerts - ended_before)
+        for view in views:
+            self._shown[view.alert["alert_id"]] = alertview.updated_at(view.alert)
+        for frame in snapshot_frames([view.alert for view in views]):
+            await self._ws.send_text(frame)
 
     async def _write(self) -> None:
-        audited = set(self._subscriber.known_alerts)
-        in_snapshot = set(audited)
         while True:
             event: Event = await self._subscriber.mailbox.get()
             if event is RESYNC:
                 await self._send_snapshot()
-                audited.update(self._subscriber.known_alerts)
                 continue
-            if event.type == "alert_opened" and event.alert_id in in_snapshot:
-                continue  # opened while the snapshot was read: the snapshot already holds it
-            if event.type != "alert_location" and event.alert_id not in audited:
-                # Queued, not awaited: the dispatcher's screen never waits for the audit log (it is
-                # group-committed within milliseconds, and retried if PostgreSQL is away).
-                audited.add(event.alert_id)
-                self._audit(event)
+            if event.type == "alert_location":
+                if event.alert_id not in self._subscriber.known_alerts:
+                    continue  # the alert ended after this move was queued
+                await self._audit_moves(event)
+            else:
+                state = alertview.updated_at(event.frame["alert"])
+                shown = self._shown.get(event.alert_id)
+                if shown is not None and state <= shown:
+                    continue  # this console holds this state of the alert, or a newer one (its snapshot)
+                self._shown[event.alert_id] = state
+                await self._audit(event, context="live")
             await self._ws.send_text(event.text or wire.encode(event.frame))
 
-    def _audit(self, event: Event) -> None:
-        self._services.audit_log.add(
-            alertview.audit_rows(viewer=self._member, shown=[(event.alert_id, event.user_id)], context="live"))
+    async def _audit_moves(self, event: Event) -> None:
+        now = time.monotonic()
+        if now - self._moves_audited.get(event.alert_id, -LOCATION_AUDIT_INTERVAL_S) >= LOCATION_AUDIT_INTERVAL_S:
+            await self._audit(event, context="location")
+            self._moves_audited[event.alert_id] = now
+
+    async def _audit(self, event: Event, *, context: str) -> None:
+        """Returns once the row is committed: the frame it audits is sent after."""
+        await self._services.audit_log.record(
+            alertview.audit_rows(viewer=self._member, shown=[(event.alert_id, event.user_id)], context=context))
 
     async def _read(self) -> None:
         while True:

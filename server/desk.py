@@ -9,7 +9,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from server import db, fields, jurisdictions, keys, staff, wire
+from server import db, fields, hotstate, jurisdictions, staff, wire
+from server.ingest import STORAGE_ERRORS
 from server.me import PushToken
 
 router = APIRouter()
@@ -74,12 +75,15 @@ def _officer(member: staff.Staff) -> staff.Staff:
 
 @router.post("/v1/officer/location", status_code=204)
 async def officer_location(body: Position, member: Member, request: Request) -> None:
-    """An officer's phone reports where it is: the push channel wakes officers near an SOS."""
+    """An officer's phone reports where it is: the push channel wakes officers near an SOS. Stored
+    in PostgreSQL first, so a Redis that loses it gets it back from there."""
     _officer(member)
+    services = request.app.state.services
     try:
-        await request.app.state.services.redis.geoadd(keys.OFFICERS_GEO, (body.lon, body.lat, str(member.staff_id)))
-    except (RedisError, OSError) as error:
-        raise wire.FrameError("unavailable", f"position not stored ({type(error).__name__}); resend") from None
+        await hotstate.place_officer(engine=services.engine, redis=services.redis, staff_id=member.staff_id,
+                                     lat=body.lat, lon=body.lon)
+    except (RedisError, *STORAGE_ERRORS) as error:
+        raise wire.FrameError("unavailable", f"position not recorded ({type(error).__name__}); resend") from None
 
 
 @router.post("/v1/officer/push-token", status_code=204)

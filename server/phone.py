@@ -86,9 +86,8 @@ class PhoneSession:
         self._acked_progress = self.ledger.progress
         hub = self._services.fanout.hub
         hub.add_phone(str(device.user_id), self._on_event)
-        watched = self._services.fanout.watched.get(str(device.user_id))
-        if watched is not None:
-            self._report_fast(watched[0])
+        for alert_id in self._services.fanout.phone_alerts(str(device.user_id)):
+            self._report_fast(alert_id)
         try:
             await self._read(intake)
         finally:
@@ -188,14 +187,18 @@ class PhoneSession:
             if raised.phone_status in UNFINISHED:
                 self._report_fast(str(raised.alert_id))
         else:
+            # Both PINs get these same frames, at once and in this order, and nothing about this
+            # alert after them (DESIGN, duress): whoever holds the phone cannot tell which was used.
             services.relay.kick()
             self._told[str(alert_id)] = "cancelled"
             self._send(wire.encode({"type": "alert_status", "alert_id": str(alert_id), "status": "cancelled"}))
+            self._report_slow(str(alert_id))
 
     def _in_alert(self) -> bool:
-        """Whether this user has an unfinished alert: this phone was asked to report fast for one
-        (at its sos_ack, at connect from the fan-out's watch list, or told by the hub)."""
-        return bool(self._fast)
+        """Whether this user has an unfinished alert (after a duress cancel too, though the phone was
+        told otherwise): its pings are never shed. From the fan-out, which hears every process's
+        alerts, or this phone's own SOS that the fan-out may not have heard of yet."""
+        return self._services.fanout.in_alert(str(self._device.user_id)) or bool(self._fast)
 
     def _report_fast(self, alert_id: str) -> None:
         if alert_id not in self._fast:
@@ -203,25 +206,30 @@ class PhoneSession:
             self._send(wire.encode({"type": "report_interval", "interval_s": self._services.settings.sos_report_interval_s,
                                     "alert_id": alert_id}))
 
+    def _report_slow(self, alert_id: str) -> None:
+        if alert_id in self._fast:
+            self._fast.discard(alert_id)
+            self._send(wire.encode({"type": "report_interval", "interval_s": None, "alert_id": alert_id}))
+
     def _on_event(self, event: Event) -> None:
-        """What the dispatchers did to this user's alert (from the hub)."""
+        """What the dispatchers did to this user's alert (from the hub), as the phone may hear it:
+        by its phone status, which a duress cancel leaves at `cancelled` whatever follows.
+        `cancelled` itself is only ever told in answer to the phone's own cancel."""
         if event.type == "alert_location" or self._closing:
             return
         alert = event.frame["alert"]
         status = event.phone_status
-        if status is not None and self._told.get(event.alert_id) != status:
+        if status is not None and status != "cancelled" and self._told.get(event.alert_id) != status:
             self._told[event.alert_id] = status
             frame = {"type": "alert_status", "alert_id": event.alert_id, "status": status}
             by = alert.get("resolved_by") if status == "resolved" else alert.get("acknowledged_by")
             if by and status in ("acknowledged", "resolved"):
                 frame["by"] = by
             self._send(wire.encode(frame))
-        if alert["status"] in UNFINISHED:
+        if status in UNFINISHED:
             self._report_fast(event.alert_id)
-        elif event.alert_id in self._fast:
-            # The alert is over for the dispatchers (after a duress cancel, only now).
-            self._fast.discard(event.alert_id)
-            self._send(wire.encode({"type": "report_interval", "interval_s": None, "alert_id": event.alert_id}))
+        else:
+            self._report_slow(event.alert_id)
 
     def _refused(self, refusal: wire.FrameError) -> None:
         """A queued ping that PostgreSQL refused: its error goes out before the ack passing it."""

@@ -183,6 +183,9 @@ alerts = sa.Table(
     sa.Column("acknowledged_by", sa.Text),
     sa.Column("resolved_by", sa.Text),
     sa.Column("outcome", sa.Text),
+    # When it was resolved or cancelled (a duress cancel does not end it): the upper bound of the
+    # track its dispatchers may see (DESIGN rule 8). Null while unfinished.
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("user_id", "sos_id", name="alerts_user_sos"),
     sa.Index("alerts_unfinished", "status", postgresql_where=sa.text("status IN ('open', 'acknowledged')")),
     sa.Index("alerts_escalation_due", "next_escalation_at",
@@ -229,4 +232,15 @@ audit_reads = sa.Table(
     sa.Column("read_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("context", sa.Text, nullable=False),  # snapshot, live
     sa.Index("audit_reads_read_at", "read_at"),
+)
+
+# Officers' last reported positions: the system of record for the Redis geo index of officers,
+# which push searches near an SOS and which is rebuilt from here after Redis loses it.
+officer_positions = sa.Table(
+    "officer_positions",
+    metadata,
+    sa.Column("staff_id", pg.UUID(as_uuid=True), sa.ForeignKey("staff.staff_id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("location", POINT, nullable=False),
+    sa.Column("reported_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )

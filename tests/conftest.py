@@ -24,8 +24,8 @@ TEST_ENV = {
     "GUARDIAN_HELLO_TIMEOUT_S": "1",
 }
 # Everything but the jurisdictions, which the session loads once (the Taipei demo).
-TABLES = ("outbox", "audit_reads", "alert_notes", "alerts", "pins", "contacts", "push_tokens", "staff_sessions",
-          "staff", "pings", "last_locations", "devices", "users")
+TABLES = ("outbox", "audit_reads", "officer_positions", "alert_notes", "alerts", "pins", "contacts", "push_tokens",
+          "staff_sessions", "staff", "pings", "last_locations", "devices", "users")
 
 
 @pytest.fixture(scope="session")

@@ -298,3 +298,152 @@ async def test_a_console_that_stops_reading_is_disconnected_and_never_slows_the_
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
     for ws in (fast, phone):
         await ws.close()
+
+
+async def waiting_on_a_lock(engine, relation: str, timeout_s: float = 10.0) -> None:
+    """Until a server's statement waits for a lock on this relation (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        async with engine.connect() as connection:
+            waiting = await connection.scalar(sa.text(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+                "WHERE NOT l.granted AND l.relation = CAST(:relation AS regclass) "
+                "AND a.application_name = 'guardian' AND a.datname = current_database()"), {"relation": relation})
+        if waiting:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no server statement waited on {relation}")
+
+
+async def audit_reads(engine, alert_id: str) -> list[str]:
+    async with engine.connect() as connection:
+        return list(await connection.scalars(sa.text(
+            "SELECT context FROM audit_reads WHERE alert_id = :a ORDER BY audit_id"), {"a": alert_id}))
+
+
+async def test_an_alert_raised_while_a_console_reads_its_snapshot_is_still_shown_and_audited(server, engine):
+    """The snapshot's query ran before the alert was committed, and the alert reached the hub
+    before the console's writer ran: it is in neither the snapshot nor, before the fix, the stream."""
+    await add_staff(engine, "xinyi-desk")
+    token = login(server, "xinyi-desk")
+    _, earlier_token = create_user(server)
+    earlier_phone, earlier = await raise_sos(server, earlier_token)
+    _, phone_token = create_user(server, name="Bo Chen")
+    async with engine.connect() as holder:
+        # The snapshot's audit rows wait behind this lock, after its alerts were read.
+        await holder.execute(sa.text("LOCK TABLE audit_reads IN ACCESS EXCLUSIVE MODE"))
+        connecting = asyncio.create_task(connect_console(server, token))
+        await waiting_on_a_lock(engine, "audit_reads")
+        phone, alert_id = await raise_sos(server, phone_token)
+        await holder.rollback()
+    console, snapshot = await connecting
+    assert [alert["alert_id"] for alert in snapshot["alerts"]] == [earlier]
+    opened = await until_type(console, "alert_opened", timeout_s=3)
+    assert opened["alert"]["alert_id"] == alert_id
+    assert await audit_reads(engine, alert_id) == ["live"], "shown, so audited"
+    for ws in (console, phone, earlier_phone):
+        await ws.close()
+
+
+async def test_a_live_frame_is_sent_only_once_its_audit_row_is_committed(server, engine):
+    await add_staff(engine, "xinyi-desk")
+    console, _ = await connect_console(server, login(server, "xinyi-desk"))
+    _, phone_token = create_user(server)
+    async with engine.connect() as holder:
+        await holder.execute(sa.text("LOCK TABLE audit_reads IN ACCESS EXCLUSIVE MODE"))
+        phone, alert_id = await raise_sos(server, phone_token)
+        await waiting_on_a_lock(engine, "audit_reads")
+        assert await quiet(console, 1.0) == [], "no location shown before its read is on record"
+        await holder.rollback()
+    opened = await until_type(console, "alert_opened", timeout_s=3)
+    assert opened["alert"]["alert_id"] == alert_id
+    assert await audit_reads(engine, alert_id) == ["live"]
+    await phone.send(json.dumps({"type": "ping", "seq": 0, "ts": int(time.time() * 1000), "lat": 25.0341,
+                                 "lon": 121.5650}))
+    await until_type(console, "alert_location", alert_id=alert_id)
+    assert await audit_reads(engine, alert_id) == ["live", "location"], "the live track is audited too"
+    for ws in (console, phone):
+        await ws.close()
+
+
+async def test_a_finished_alert_never_shows_positions_from_after_its_end(server, engine):
+    """A note on a resolved alert re-sends it: its track stops where the alert ended."""
+    await add_staff(engine, "xinyi-desk")
+    console, _ = await connect_console(server, login(server, "xinyi-desk"))
+    _, phone_token = create_user(server)
+    phone, alert_id = await raise_sos(server, phone_token)
+    now_ms = int(time.time() * 1000)
+    await phone.send(json.dumps({"type": "ping", "seq": 0, "ts": now_ms, "lat": 25.0341, "lon": 121.5650}))
+    await until_ack(phone, 0)
+    await console.send(json.dumps({"type": "resolve", "alert_id": alert_id, "outcome": "user safe"}))
+    resolved = await until_type(console, "alert_updated", timeout_s=3)
+    assert resolved["alert"]["ended_at"] is not None
+    await phone.send(json.dumps({"type": "ping", "seq": 1, "ts": now_ms + 1000, "lat": 25.0350, "lon": 121.5660}))
+    await until_ack(phone, 1)
+    assert [frame for frame in await quiet(console, 0.5) if frame["type"] == "alert_location"] == []
+    await console.send(json.dumps({"type": "note", "alert_id": alert_id, "text": "called back later"}))
+    noted = await until_type(console, "alert_updated", timeout_s=3)
+    assert [(point["lat"], point["lon"]) for point in noted["alert"]["track"]] == [(25.0341, 121.5650)]
+    for ws in (console, phone):
+        await ws.close()
+
+
+DAAN = (25.0330, 121.5500)  # 1.5 km west of Taipei 101, across the precinct line
+
+
+async def test_a_second_sos_of_the_user_keeps_the_first_alerts_live_track(server, engine):
+    """SOS in Xinyi, a walk into Da'an, a second SOS: both precincts keep the user's moves."""
+    await add_staff(engine, "xinyi-desk")
+    await add_staff(engine, "daan-desk", precinct="daan")
+    xinyi, _ = await connect_console(server, login(server, "xinyi-desk"))
+    daan, _ = await connect_console(server, login(server, "daan-desk"))
+    _, phone_token = create_user(server)
+    phone, _ = await connect_phone(server, phone_token)
+    now_ms = int(time.time() * 1000)
+    await phone.send(json.dumps({"type": "ping", "seq": 0, "ts": now_ms - 120_000, "lat": TAIPEI_101[0],
+                                 "lon": TAIPEI_101[1]}))
+    await phone.send(json.dumps(sos_frame()))
+    first = (await until_type(phone, "sos_ack"))["alert_id"]
+    await phone.send(json.dumps({"type": "ping", "seq": 1, "ts": now_ms - 60_000, "lat": DAAN[0], "lon": DAAN[1]}))
+    await until_ack(phone, 1)
+    await phone.send(json.dumps(sos_frame(at=DAAN)))
+    second = (await until_type(phone, "sos_ack"))["alert_id"]
+    assert (await until_type(daan, "alert_opened"))["alert"]["alert_id"] == second
+    await phone.send(json.dumps({"type": "ping", "seq": 2, "ts": now_ms - 30_000, "lat": DAAN[0] + 1e-4,
+                                 "lon": DAAN[1]}))
+    moved = await until_type(xinyi, "alert_location", timeout_s=3, lat=DAAN[0] + 1e-4)
+    assert moved["alert_id"] == first, "the first alert keeps its live track"
+    assert (await until_type(daan, "alert_location", timeout_s=3, lat=DAAN[0] + 1e-4))["alert_id"] == second
+    for ws in (xinyi, daan, phone):
+        await ws.close()
+
+
+async def test_a_snapshot_larger_than_a_clients_frame_limit_comes_in_parts(server, engine):
+    """Six open alerts with 200 KB of notes each: 1.2 MB of snapshot, past the 1 MiB that
+    websockets (like most clients) accepts in one frame by default."""
+    await add_staff(engine, "xinyi-desk")
+    alert_ids = []
+    for index in range(6):
+        _, phone_token = create_user(server, name=f"User {index}")
+        phone, alert_id = await raise_sos(server, phone_token)
+        await phone.close()
+        alert_ids.append(alert_id)
+    async with engine.begin() as connection:
+        await connection.execute(sa.text(
+            "INSERT INTO alert_notes (alert_id, author, text) "
+            "SELECT a, 'xinyi-desk', repeat('x', 2000) FROM unnest(CAST(:ids AS uuid[])) AS a, generate_series(1, 100)"),
+            {"ids": alert_ids})
+    console = await websockets.connect(f"{server.ws_url}/v1/console",
+                                       additional_headers=bearer(login(server, "xinyi-desk")), origin=server.url)
+    first = json.loads(await console.recv())
+    assert first["type"] == "snapshot" and first["more"] is True
+    shown = [alert["alert_id"] for alert in first["alerts"]]
+    frame = first
+    for _ in range(len(alert_ids)):
+        if not frame["more"]:
+            break
+        frame = json.loads(await console.recv())
+        assert frame["type"] == "snapshot_more"
+        shown += [alert["alert_id"] for alert in frame["alerts"]]
+    assert frame["more"] is False and sorted(shown) == sorted(alert_ids)
+    await console.close()

@@ -29,7 +29,8 @@ async def test_processes_hear_each_others_alerts_but_another_redis_database_neve
     stranger, stranger_desk, stranger_clients = fanout_on(other_url)
     try:
         await asyncio.sleep(0.3)  # the listeners subscribe
-        view = View(alert={"alert_id": "a1", "status": "open"}, user_id="u1", precincts=("xinyi",),
+        view = View(alert={"alert_id": "a1", "status": "open", "updated_at": "2026-12-01T09:00:00Z"}, user_id="u1",
+                    precincts=("xinyi",),
                     phone_status="open", status="open")
         assert await sender.publish_alert(view, kind="opened", event_id="e1")
         async with asyncio.timeout(5):

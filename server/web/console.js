@@ -85,6 +85,9 @@ function receive(frame) {
   if (frame.type === "snapshot") {
     state.alerts = new Map(frame.alerts.map((alert) => [alert.alert_id, alert]));
     render();
+  } else if (frame.type === "snapshot_more") {  // a large snapshot comes in parts
+    for (const alert of frame.alerts) state.alerts.set(alert.alert_id, alert);
+    render();
   } else if (frame.type === "alert_opened") {
     const known = state.alerts.has(frame.alert.alert_id);
     state.alerts.set(frame.alert.alert_id, frame.alert);
