@@ -4,6 +4,7 @@ import logging
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 from redis.backoff import ConstantBackoff
 from redis.retry import Retry
@@ -13,12 +14,13 @@ from server import api, console, db, desk, errors, hotstate, me, phone
 from server.auditlog import AuditLog
 from server.config import Settings
 from server.fanout import Fanout
-from server.ingest import Ingest
+from server.ingest import STORAGE_ERRORS, Ingest, describe
 from server.looplag import LoopLag
 from server.ratelimit import RateLimiter
 from server.relay import Relay
 from server.services import Services
 from server.sweeper import Sweeper
+from server.wire import FrameError
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,16 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="Guardian", version="1", lifespan=lifespan)
     errors.install(app)
+
+    async def storage_unavailable(request, error: Exception) -> JSONResponse:
+        # Any endpoint: a lost PostgreSQL is a reason to retry (503), never a 500 with a traceback
+        # (whose SQL parameters may hold personal data). Type and SQLSTATE only.
+        route = getattr(request.scope.get("route"), "path", "?")  # the template: a path may hold a token
+        log.error("%s %s: storage unavailable (%s)", request.method, route, describe(error))
+        return errors.response(FrameError("unavailable", "storage unavailable; retry"))
+
+    for storage_error in STORAGE_ERRORS:
+        app.add_exception_handler(storage_error, storage_unavailable)
     for router in (api.router, me.router, desk.router):
         app.include_router(router)
     app.add_api_websocket_route("/v1/phone", phone.endpoint)
