@@ -83,6 +83,8 @@ def create_app(settings: Settings) -> FastAPI:
                 relay=relay,
                 audit_log=audit_log,
                 alert_engine=alert_engine,
+                registrations=RateLimiter(rate_per_s=settings.register_per_hour / 3600,
+                                          burst=settings.register_burst),
             )
             yield
 

@@ -25,3 +25,5 @@ class Services:
     audit_log: AuditLog
     # The alert path's own pool: phones connecting or posting pings can never starve an SOS of connections.
     alert_engine: AsyncEngine
+    # Registrations per client address (`ratelimit.client_key`).
+    registrations: RateLimiter
