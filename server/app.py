@@ -24,6 +24,8 @@ from server.wire import FrameError
 
 log = logging.getLogger(__name__)
 
+STALE_SWEEP_GRACE_S = 10.0
+
 
 def connect_redis(settings: Settings, *, read_timeout_s: float | None = 2.0) -> Redis:
     """A Redis client that gives up fast: the callers decide what a lost Redis means (redis-py's
@@ -54,6 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
             relay.start()
             stack.push_async_callback(relay.close)
             sweeper = Sweeper(engine=engine, settings=settings, relay=relay, fanout=fanout)
+            # Sweeps that stop happening, for whatever reason, mean escalation has stopped.
+            sweeper.health.stale_after_s = 3 * settings.sweep_interval_s + STALE_SWEEP_GRACE_S
             await sweeper.sweep()  # before serving: which users' fixes go to consoles, overdue escalations
             sweeper.start()
             stack.push_async_callback(sweeper.close)
@@ -85,6 +89,8 @@ def create_app(settings: Settings) -> FastAPI:
                 alert_engine=alert_engine,
                 registrations=RateLimiter(rate_per_s=settings.register_per_hour / 3600,
                                           burst=settings.register_burst),
+                health=[sweeper.health, ingest.health, *(worker.health for worker in relay.workers.values()),
+                        fanout.health, audit_log.health, loop_lag.health],
             )
             yield
 
@@ -106,9 +112,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_api_websocket_route("/v1/console", console.endpoint)
 
     @app.get("/healthz")
-    async def healthz() -> dict:
+    async def healthz() -> JSONResponse:
+        """200 while every background task does its work; 503 naming each one that cannot
+        (escalation, the ping ingest, a delivery channel): take this process out of service."""
         services = app.state.services
-        return {"status": "ok", "ingest_queued_rows": services.ingest.queued_rows,
+        problems = {health.name: health.problem for health in services.health if health.problem is not None}
+        body = {"status": "failing" if problems else "ok", "ingest_queued_rows": services.ingest.queued_rows,
                 "consoles": services.fanout.hub.console_count}
+        if problems:
+            body["problems"] = problems
+        return JSONResponse(body, status_code=503 if problems else 200)
 
     return app

@@ -35,6 +35,7 @@ class Sweeper(OwnedTask):
             self._relay.kick()
         async with db.autocommit(self._engine) as connection:
             self._fanout.watch(await alerts.unfinished_by_user(connection=connection))
+        self.health.progressed()
         return escalated
 
     async def _run(self) -> None:
@@ -44,3 +45,4 @@ class Sweeper(OwnedTask):
                 await self.sweep()
             except STORAGE_ERRORS as error:
                 log.error("sweep failed (%s); retrying", describe(error))
+                self.health.failed(f"escalation cannot run: storage unavailable ({describe(error)})")
