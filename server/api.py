@@ -1,6 +1,7 @@
 """HTTP endpoints for accounts and positions."""
 
 import asyncio
+import math
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
-from server import auth, db, fields, history, track, wire
+from server import auth, db, fields, history, ratelimit, track, wire
 from server.intake import open_intake
 from server.tables import devices, users
 
@@ -29,9 +30,16 @@ class NewUser(BaseModel):
 
 @router.post("/v1/users", status_code=201)
 async def create_user(body: NewUser, request: Request) -> dict:
+    """A new account and its device token, at most `register_burst` at once per client address
+    (then `register_per_hour`): without a bound, fresh devices multiply every per-device limit."""
+    services = request.app.state.services
+    address = ratelimit.client_key(request.client.host if request.client else None)
+    if not services.registrations.take(address):
+        wait_ms = math.ceil(1000 * services.registrations.retry_after_s(address))
+        raise ratelimit.RateLimited("too many new accounts from this address", retry_after_ms=wait_ms)
     token = auth.new_token()
     user_id, device_id = uuid.uuid4(), uuid.uuid4()
-    async with request.app.state.services.engine.begin() as connection:
+    async with services.engine.begin() as connection:
         await connection.execute(users.insert().values(user_id=user_id, name=body.name, phone=body.phone))
         await connection.execute(
             devices.insert().values(device_id=device_id, user_id=user_id, token_sha256=auth.digest(token))

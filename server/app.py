@@ -4,6 +4,7 @@ import logging
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 from redis.backoff import ConstantBackoff
 from redis.retry import Retry
@@ -13,14 +14,17 @@ from server import api, console, db, desk, errors, hotstate, me, phone
 from server.auditlog import AuditLog
 from server.config import Settings
 from server.fanout import Fanout
-from server.ingest import Ingest
+from server.ingest import STORAGE_ERRORS, Ingest, describe
 from server.looplag import LoopLag
 from server.ratelimit import RateLimiter
 from server.relay import Relay
 from server.services import Services
 from server.sweeper import Sweeper
+from server.wire import FrameError
 
 log = logging.getLogger(__name__)
+
+STALE_SWEEP_GRACE_S = 10.0
 
 
 def connect_redis(settings: Settings, *, read_timeout_s: float | None = 2.0) -> Redis:
@@ -52,6 +56,8 @@ def create_app(settings: Settings) -> FastAPI:
             relay.start()
             stack.push_async_callback(relay.close)
             sweeper = Sweeper(engine=engine, redis=redis, settings=settings, relay=relay, fanout=fanout)
+            # Sweeps that stop happening, for whatever reason, mean escalation has stopped.
+            sweeper.health.stale_after_s = 3 * settings.sweep_interval_s + STALE_SWEEP_GRACE_S
             await sweeper.sweep()  # before serving: which users' fixes go to consoles, overdue escalations
             sweeper.start()
             stack.push_async_callback(sweeper.close)
@@ -81,20 +87,40 @@ def create_app(settings: Settings) -> FastAPI:
                 relay=relay,
                 audit_log=audit_log,
                 alert_engine=alert_engine,
+                registrations=RateLimiter(rate_per_s=settings.register_per_hour / 3600,
+                                          burst=settings.register_burst),
+                health=[sweeper.health, ingest.health, *(worker.health for worker in relay.workers.values()),
+                        fanout.health, audit_log.health, loop_lag.health],
             )
             yield
 
     app = FastAPI(title="Guardian", version="1", lifespan=lifespan)
     errors.install(app)
+
+    async def storage_unavailable(request, error: Exception) -> JSONResponse:
+        # Any endpoint: a lost PostgreSQL is a reason to retry (503), never a 500 with a traceback
+        # (whose SQL parameters may hold personal data). Type and SQLSTATE only.
+        route = getattr(request.scope.get("route"), "path", "?")  # the template: a path may hold a token
+        log.error("%s %s: storage unavailable (%s)", request.method, route, describe(error))
+        return errors.response(FrameError("unavailable", "storage unavailable; retry"))
+
+    for storage_error in STORAGE_ERRORS:
+        app.add_exception_handler(storage_error, storage_unavailable)
     for router in (api.router, me.router, desk.router):
         app.include_router(router)
     app.add_api_websocket_route("/v1/phone", phone.endpoint)
     app.add_api_websocket_route("/v1/console", console.endpoint)
 
     @app.get("/healthz")
-    async def healthz() -> dict:
+    async def healthz() -> JSONResponse:
+        """200 while every background task does its work; 503 naming each one that cannot
+        (escalation, the ping ingest, a delivery channel): take this process out of service."""
         services = app.state.services
-        return {"status": "ok", "ingest_queued_rows": services.ingest.queued_rows,
+        problems = {health.name: health.problem for health in services.health if health.problem is not None}
+        body = {"status": "failing" if problems else "ok", "ingest_queued_rows": services.ingest.queued_rows,
                 "consoles": services.fanout.hub.console_count}
+        if problems:
+            body["problems"] = problems
+        return JSONResponse(body, status_code=503 if problems else 200)
 
     return app

@@ -1,6 +1,7 @@
 """Device tokens: issued once, stored only as a hash, presented as `Bearer`."""
 
 import hashlib
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -10,8 +11,11 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import db
+from server.ingest import STORAGE_ERRORS, describe
 from server.tables import devices
 from server.wire import FrameError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +55,26 @@ async def device_for(*, engine: AsyncEngine, token: str | None) -> Device | None
     return None if row is None else Device(row.device_id, row.user_id)
 
 
-async def current_device(request: Request) -> Device:
-    """FastAPI dependency: the device behind the request's bearer token, else 401."""
+async def _device_of(request: Request, engine: AsyncEngine) -> Device:
     token = bearer(request.headers.get("authorization"))
-    device = await device_for(engine=request.app.state.services.engine, token=token)
+    try:
+        device = await device_for(engine=engine, token=token)
+    except STORAGE_ERRORS as error:
+        # Unknown is not unauthorized: the phone must retry, not forget its token.
+        log.error("device token not checked, storage unavailable: %s", describe(error))
+        raise FrameError("unavailable", "storage unavailable; retry") from None
     if device is None:
         raise FrameError("unauthorized", "a valid device token is required (Authorization: Bearer)")
     return device
+
+
+async def current_device(request: Request) -> Device:
+    """FastAPI dependency: the device behind the request's bearer token, else 401 (503 while
+    PostgreSQL cannot answer)."""
+    return await _device_of(request, request.app.state.services.engine)
+
+
+async def alerting_device(request: Request) -> Device:
+    """`current_device` on the alert path's own pool: a reconnect storm of phones or a burst
+    of HTTP pings holding the main pool never makes an SOS wait for a connection (issue 9 #10)."""
+    return await _device_of(request, request.app.state.services.alert_engine)

@@ -36,6 +36,8 @@ def run_uvicorn(app, settings: Settings) -> None:
         ws_ping_interval=settings.keepalive_interval_s,
         ws_ping_timeout=settings.keepalive_timeout_s,
         ws_per_message_deflate=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         access_log=False,
         log_level="warning",
         backlog=4096,

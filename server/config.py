@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     rate_burst_pings: int = 3000
     # A socket that sends this many refused frames in a row is closed with 1008.
     max_consecutive_errors: int = 50
+    # Registrations (`POST /v1/users`) per client address, a token bucket: `register_burst` at
+    # once, then `register_per_hour`. The address is the socket's peer, or, when the peer is one
+    # of `forwarded_allow_ips` (the reverse proxy in front), the nearest address that proxy puts
+    # in X-Forwarded-For; an IPv6 client counts by its /64. Generous for carrier-grade NAT (many
+    # phones behind one address register once each), far below a script's thousand a second.
+    register_burst: int = 20
+    register_per_hour: float = 120.0
+    forwarded_allow_ips: list[str] = ["127.0.0.1"]
 
     # Consoles and alerts.
     console_session_ttl_s: float = 12 * 3600.0

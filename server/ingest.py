@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server import history, hotstate, wire
 from server.ledger import Entry, Ledger, Ledgers
-from server.tasks import cancel_and_wait
+from server.tasks import Health, cancel_and_wait, supervise
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class Ingest:
         self._reporter: asyncio.Task | None = None
         self._connection: AsyncConnection | None = None
         self.ledgers = Ledgers()
+        self.health = Health("ingest")
         self.flushed_rows = 0
         self.flush_count = 0
         self.commit_s = 0.0
@@ -111,7 +112,7 @@ class Ingest:
         return len(self._buffer) < self._queue_rows
 
     def start(self) -> None:
-        self._runner = asyncio.create_task(self._run(), name="ingest")
+        self._runner = supervise(self._run, name="ingest", health=self.health)
         self._reporter = asyncio.create_task(self._report(), name="ingest-report")
 
     async def _report(self, every_s: float = 10.0) -> None:

@@ -44,7 +44,7 @@ Device = Annotated[auth.Device, Depends(auth.current_device)]
 
 
 @router.post("/v1/sos")
-async def post_sos(request: Request, device: Device) -> JSONResponse:
+async def post_sos(request: Request, device: Annotated[auth.Device, Depends(auth.alerting_device)]) -> JSONResponse:
     """The SOS over HTTP: 201 with the sos_ack once committed, 200 for a retry of the same sos_id."""
     services = request.app.state.services
     body = await request.body()

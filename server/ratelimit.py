@@ -1,7 +1,10 @@
-"""Per-device token buckets over pings, shared by the socket and HTTP."""
+"""Token buckets: pings per device (shared by the socket and HTTP), registrations per client address."""
 
+import ipaddress
 import time
-import uuid
+from collections.abc import Hashable
+
+from server import wire
 
 
 class Bucket:
@@ -12,31 +15,66 @@ class Bucket:
         self.stamp = stamp
 
 
-class RateLimiter:
-    """`rate_per_s` pings per second per device, bursts up to `burst`."""
+class RateLimited(wire.FrameError):
+    """`rate_limited` with `retry_after_ms`: how long until the refused request would pass."""
 
-    def __init__(self, *, rate_per_s: float, burst: int, max_devices: int = 200_000):
+    def __init__(self, message: str, *, retry_after_ms: int):
+        super().__init__("rate_limited", message)
+        self.retry_after_ms = retry_after_ms
+
+    def frame(self) -> dict:
+        return {**super().frame(), "retry_after_ms": self.retry_after_ms}
+
+
+class RateLimiter:
+    """`rate_per_s` tokens per second per key (a device, a client address), bursts up to `burst`.
+    At most `max_keys` buckets are kept, so a flood of new keys cannot grow memory without end."""
+
+    def __init__(self, *, rate_per_s: float, burst: int, max_keys: int = 200_000):
         self._rate = rate_per_s
         self._burst = float(burst)
-        self._max_devices = max_devices
-        self._buckets: dict[uuid.UUID, Bucket] = {}
+        self._max_keys = max_keys
+        self._buckets: dict[Hashable, Bucket] = {}
 
-    def take(self, device_id: uuid.UUID, count: int = 1) -> bool:
-        """Spend `count` tokens if the device has them; False means rate limited."""
-        now = time.monotonic()
-        bucket = self._buckets.get(device_id)
-        if bucket is None:
-            if len(self._buckets) >= self._max_devices:
-                self._forget_full(now)
-            bucket = self._buckets[device_id] = Bucket(self._burst, now)
-        bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.stamp) * self._rate)
-        bucket.stamp = now
+    def take(self, key: Hashable, count: int = 1) -> bool:
+        """Spend `count` tokens if the key has them; False means rate limited."""
+        bucket = self._refilled(key)
         if bucket.tokens < count:
             return False
         bucket.tokens -= count
         return True
 
+    def retry_after_s(self, key: Hashable, count: int = 1) -> float:
+        """How long until `count` tokens are there for this key (0 if they are now)."""
+        bucket = self._refilled(key)
+        return max(0.0, (min(count, self._burst) - bucket.tokens) / self._rate)
+
+    def _refilled(self, key: Hashable) -> Bucket:
+        now = time.monotonic()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self._max_keys:
+                self._forget_full(now)
+            bucket = self._buckets[key] = Bucket(self._burst, now)
+        bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.stamp) * self._rate)
+        bucket.stamp = now
+        return bucket
+
     def _forget_full(self, now: float) -> None:
         # A bucket that has refilled completely carries no state worth keeping.
         refill_s = self._burst / self._rate
         self._buckets = {key: b for key, b in self._buckets.items() if now - b.stamp < refill_s}
+
+
+def client_key(host: str | None) -> str:
+    """The key a client address is limited under: an IPv4 address, or an IPv6 address's /64
+    (one subscriber's prefix: a host picks any address inside it at will)."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return host or "unknown"
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)

@@ -65,8 +65,10 @@ class Worker(OwnedTask):
             try:
                 while await self._round():
                     pass
+                self.health.progressed()
             except STORAGE_ERRORS as error:
                 log.error("relay %s: storage unavailable (%s); retrying", self.channel, describe(error))
+                self.health.failed(f"deliveries cannot run: storage unavailable ({describe(error)})")
             except Exception:
                 # A bug in one delivery must not end the channel: its rows stay leased and come
                 # back when the lease runs out. Logged with the traceback, never swallowed quietly.

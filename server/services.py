@@ -11,6 +11,7 @@ from server.fanout import Fanout
 from server.ingest import Ingest
 from server.ratelimit import RateLimiter
 from server.relay import Relay
+from server.tasks import Health
 
 
 @dataclass(slots=True)
@@ -25,3 +26,7 @@ class Services:
     audit_log: AuditLog
     # The alert path's own pool: phones connecting or posting pings can never starve an SOS of connections.
     alert_engine: AsyncEngine
+    # Registrations per client address (`ratelimit.client_key`).
+    registrations: RateLimiter
+    # The supervised background tasks whose trouble makes /healthz answer 503.
+    health: list[Health]

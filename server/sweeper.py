@@ -44,6 +44,7 @@ class Sweeper(OwnedTask):
         async with db.autocommit(self._engine) as connection:
             self._fanout.watch(await alerts.unfinished_by_user(connection=connection))
         await self._check_hot_state()
+        self.health.progressed()
         return escalated
 
     async def _check_hot_state(self) -> None:
@@ -78,3 +79,4 @@ class Sweeper(OwnedTask):
                 await self.sweep()
             except STORAGE_ERRORS as error:
                 log.error("sweep failed (%s); retrying", describe(error))
+                self.health.failed(f"escalation cannot run: storage unavailable ({describe(error)})")
