@@ -27,7 +27,10 @@ const panel = (() => {
     for (const [action, form] of Object.entries(forms)) {
       form.addEventListener("submit", (event) => { event.preventDefault(); submit(action); });
       form.querySelector("[data-cancel]").addEventListener("click", () => closeForm(action));
-      form.addEventListener("keydown", (event) => { if (event.key === "Escape") closeForm(action); });
+      form.addEventListener("keydown", (event) => {
+        if (event.key === "Escape") closeForm(action);
+        else if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submit(action); }
+      });
       field(action).addEventListener("input", () => { if (alert) draft(alert.alert_id)[action] = field(action).value; });
     }
   }
