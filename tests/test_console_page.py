@@ -227,3 +227,44 @@ async def test_a_console_whose_session_ended_asks_for_login_instead_of_reconnect
     await expect(page.locator("#login-error")).to_contain_text("log in again")
     await log_in(page, "desk")
     assert page.errors == []
+
+
+# Is the text the user typed held in an element bidi-isolated from what surrounds it?
+ISOLATED = """(element, name) => [...element.querySelectorAll("*")].some((inner) =>
+    inner.textContent.includes(name) && getComputedStyle(inner).unicodeBidi === "isolate")"""
+HOSTILE_NAMES = ['<img src=x onerror="window.pwned=1">', '"><script>window.pwned=1</script>',
+                 "W" * 100, "\u202eevil \U0001F6A8 مريم"]
+
+
+async def test_whatever_a_user_typed_as_name_or_note_is_shown_as_text_and_fits_its_column(server, engine, page):
+    await add_staff(engine, "desk")
+    await page.goto(f"{server.url}/console")
+    await log_in(page, "desk")
+    phones = []
+    for name in HOSTILE_NAMES:
+        _, token = create_user(server, name=name)
+        phone, _ = await connect_phone(server, token)
+        phones.append(phone)
+        await phone.send(json.dumps(sos_frame(note=f"<b>{name}</b>")))
+        alert_id = (await until_type(phone, "sos_ack"))["alert_id"]
+        await expect(page.locator("#banner")).to_contain_text(name)
+        await queued(page, alert_id).click()
+        await expect(queued(page, alert_id).locator("strong")).to_have_text(name)
+        await expect(queued(page, alert_id).locator(".meta")).to_contain_text("open · Xinyi")
+        await expect(page.locator("#facts h3")).to_have_text(f"{name} · open")
+        await expect(page.locator("#facts .said")).to_have_text(f"“<b>{name}</b>”")
+        await expect(page.locator("#map")).to_have_attribute("data-settled", alert_id, timeout=5000)
+        await page.locator("[data-testid=alert-marker]").hover()
+        await expect(page.locator(".leaflet-tooltip")).to_have_text(name)
+    assert await page.evaluate("window.pwned") is None, "nothing a user typed ran in the dispatcher's page"
+    # An override character in the last name reverses only the name, not the status or precinct after it.
+    for shown in ("#banner", "#facts h3", "#facts .said", "#queue li[aria-selected=true] strong", ".leaflet-tooltip"):
+        isolated = await page.locator(shown).evaluate(ISOLATED, HOSTILE_NAMES[-1])
+        assert isolated, f"{shown} holds the name in a bidi-isolated element"
+    for column in ("aside", "#panel"):
+        overflow = await page.evaluate(f"(e => e.scrollWidth - e.clientWidth)(document.querySelector('{column}'))")
+        assert overflow <= 0, f"{column} scrolls sideways by {overflow} px"
+    await page.screenshot(path="/tmp/page-hostile.png")
+    for phone in phones:
+        await phone.close()
+    assert page.errors == []

@@ -158,16 +158,16 @@ function receive(frame) {
 }
 
 function announce(alert) {
-  banner(`${alert.duress ? "DURESS · " : ""}New SOS: ${alert.user.name} (${alert.precinct ? alert.precinct.name : "no location"})`,
-    alert.alert_id);
+  banner([`${alert.duress ? "DURESS · " : ""}New SOS: `, userText(alert.user.name),
+    ` (${alert.precinct ? alert.precinct.name : "no location"})`], alert.alert_id);
   beep();
   document.title = "(!) SOS · Guardian console";
   if (!state.selected) state.selected = alert.alert_id;
 }
 
-function banner(text, alertId) {
+function banner(parts, alertId) {
   const element = $("banner");
-  element.textContent = text;
+  element.replaceChildren(...[].concat(parts));
   element.dataset.alertId = alertId || "";
   element.title = alertId ? "Show this alert" : "";
   element.hidden = false;
@@ -230,9 +230,9 @@ function queued(alert) {
   item.setAttribute("aria-selected", String(alert.alert_id === state.selected));
   item.innerHTML = `<div class="title">${alert.duress ? '<span class="duress">DURESS</span> ' : ""}<strong></strong>
     <span class="age"></span></div><div class="meta"></div>`;
-  item.querySelector("strong").textContent = `${alert.user.name} · ${alert.status}`;
+  item.querySelector("strong").append(userText(alert.user.name));
   item.querySelector(".age").dataset.openedAt = alert.opened_at;
-  item.querySelector(".meta").textContent = `${alert.precinct ? alert.precinct.name : "location unknown"}` +
+  item.querySelector(".meta").textContent = `${alert.status} · ${alert.precinct ? alert.precinct.name : "location unknown"}` +
     `${alert.precinct && alert.precinct.out_of_area ? " (out of area)" : ""} · ${new Date(alert.opened_at).toLocaleTimeString()}` +
     `${alert.escalation_level ? " · escalated ×" + alert.escalation_level : ""}`;
   item.addEventListener("click", () => select(alert.alert_id));

@@ -38,7 +38,8 @@ const deskMap = (() => {
       const [lat, lon] = line[line.length - 1];
       const layer = L.circleMarker([lat, lon], { radius: 9, weight: 3, color: alert.duress ? "#000" : "#fff",
         fillColor: alert.duress ? "#ff0" : "#d00", fillOpacity: 1 });
-      layer.bindTooltip(alert.user.name, { direction: "top", offset: [0, -10] });
+      layer.bindTooltip(userText(alert.user.name),  // a string would be HTML
+        { direction: "top", offset: [0, -10] });
       return tagged(layer, "alert-marker", { lat: String(lat), lon: String(lon) });
     },
   ];
@@ -59,7 +60,7 @@ const deskMap = (() => {
     if (me.tile_url) L.tileLayer(me.tile_url, { maxZoom: 19 }).addTo(map);
     const basemap = L.geoJSON(outlines, {
       style: { color: "#1c2a3a", weight: 1, fillColor: "#c9d6e3", fillOpacity: 0.5 },
-      onEachFeature: (feature, layer) => layer.bindTooltip(feature.properties.name) }).addTo(map);
+      onEachFeature: (feature, layer) => layer.bindTooltip(userText(feature.properties.name)) }).addTo(map);
     if (outlines.features.length) map.fitBounds(basemap.getBounds());
     // The desk's columns and the window change size; Leaflet must know, or it draws off-centre.
     new ResizeObserver(() => map && map.invalidateSize()).observe(map.getContainer());

@@ -130,9 +130,13 @@ const panel = (() => {
     facts.innerHTML = `${alert.duress ? '<p class="duress">DURESS: the user cancelled under threat. The alert goes on.</p>' : ""}
       <h3></h3><p class="who"></p><p class="said" hidden></p><p class="where"></p>
       <p class="when"><span class="clock"></span> · <span class="age"></span></p><p class="trip" hidden></p>`;
-    facts.querySelector("h3").textContent = `${alert.user.name} · ${alert.status}`;
-    facts.querySelector(".who").textContent = `Phone ${alert.user.phone}`;
-    if (alert.note) Object.assign(facts.querySelector(".said"), { hidden: false, textContent: `“${alert.note}”` });
+    facts.querySelector("h3").append(userText(alert.user.name), ` · ${alert.status}`);
+    facts.querySelector(".who").append("Phone ", userText(alert.user.phone));
+    if (alert.note) {
+      const said = facts.querySelector(".said");
+      said.hidden = false;
+      said.append("“", userText(alert.note), "”");
+    }
     facts.querySelector(".where").textContent = where
       ? `SOS at ${where.lat.toFixed(5)}, ${where.lon.toFixed(5)} ±${where.acc ?? "?"} m (${where.quality})` +
         `${alert.precinct ? " · " + alert.precinct.name : ""}`
@@ -145,7 +149,7 @@ const panel = (() => {
     }
     const notes = (alert.notes || []).map((note) => {
       const item = document.createElement("li");
-      item.textContent = `${note.author}: ${note.text}`;
+      item.append(userText(note.author), ": ", userText(note.text));
       return item;
     });
     root.querySelector(".notes").replaceChildren(...notes);
