@@ -3,27 +3,18 @@ arrive with its map, follow the track, acknowledge, and never fetch from the int
 
 import json
 import time
-from pathlib import Path
 
 import pytest
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
+from tests.browser import chromium_page
 from tests.servers import add_staff, connect_phone, create_user, sos_frame, until_ack, until_type
-
-CHROMIUM = "/usr/bin/chromium"
-# Flags for a closed network: no background fetches to Google at start-up.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
 
 
 @pytest.fixture
-async def page(tmp_path):
-    assert Path(CHROMIUM).exists(), "make test installs Debian's chromium (ops/setup.sh)"
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = await browser.new_page(viewport={"width": 1280, "height": 800})
+async def page():
+    async with chromium_page() as page:
         yield page
-        await browser.close()
 
 
 async def test_dispatcher_sees_an_sos_with_its_map_follows_the_track_and_acknowledges(server, engine, page):
@@ -61,7 +52,7 @@ async def test_dispatcher_sees_an_sos_with_its_map_follows_the_track_and_acknowl
         await expect(marker).to_have_attribute("data-lat", str(lat))
     await expect(page.locator(".leaflet-interactive[data-points]")).to_have_attribute("data-points", "3")
 
-    await page.click("#facts button[data-action=ack]")
+    await page.click("#panel button[data-action=ack]")
     status = await until_type(phone, "alert_status")
     assert (status["alert_id"], status["status"]) == (alert_id, "acknowledged")
     await expect(item).to_have_attribute("data-status", "acknowledged")

@@ -1,8 +1,10 @@
-// The dispatcher console: login, the queue of open alerts, a map of the selected alert's live
-// track over the precinct outlines (no tiles needed), and ack / resolve / note.
+// The dispatcher console: login, the socket, the queue of open alerts with their live age, and
+// the announcement of a new SOS. The map (map.js) and the selected alert's panel (panel.js) are
+// told what is selected. Logging out, or a session that ends, tears the desk down completely, so
+// logging in again builds it afresh.
 "use strict";
 
-const state = { alerts: new Map(), selected: null, socket: null, retryMs: 1000, map: null, layers: {} };
+const state = { alerts: new Map(), selected: null, socket: null, retryMs: 1000, retryTimer: null, ageTimer: null };
 const $ = (id) => document.getElementById(id);
 
 async function api(path, options = {}) {
@@ -16,17 +18,23 @@ async function api(path, options = {}) {
 }
 
 async function start() {
+  let me;
   try {
-    const me = await api("/v1/console/me");
-    await openDesk(me);
+    me = await api("/v1/console/me");
   } catch (error) {
-    showLogin();
+    showLogin("");
+    return;
   }
+  await openDesk(me);
 }
 
-function showLogin() {
+function showLogin(message) {
+  closeDesk();
   $("desk").hidden = true;
   $("login").hidden = false;
+  $("login-error").textContent = message;
+  $("login-form").elements.password.value = "";
+  $("login-form").elements.username.focus();
 }
 
 $("login-form").addEventListener("submit", async (event) => {
@@ -43,22 +51,40 @@ $("login-form").addEventListener("submit", async (event) => {
 });
 
 $("logout").addEventListener("click", async () => {
+  closeDesk();
   await api("/v1/console/logout", { method: "POST" }).catch(() => null);
-  if (state.socket) state.socket.onclose = null, state.socket.close();
-  location.reload();
+  showLogin("Logged out.");
+});
+
+$("banner").addEventListener("click", () => {
+  const alertId = $("banner").dataset.alertId;
+  if (alertId && state.alerts.has(alertId)) select(alertId);
 });
 
 async function openDesk(me) {
+  if (me.role === "officer") { showLogin("Officers use the app, not the console."); return; }
+  closeDesk();
   $("login").hidden = true;
   $("desk").hidden = false;
   $("who").textContent = `${me.username} · ${me.role === "command" ? "command centre" : "precinct " + me.precinct_id}`;
-  state.map = L.map("map", { zoomControl: true }).setView([25.05, 121.55], 11);
-  if (me.tile_url) L.tileLayer(me.tile_url, { maxZoom: 19 }).addTo(state.map);
-  const outlines = await api("/v1/console/precincts");
-  const basemap = L.geoJSON(outlines, { style: { color: "#1c2a3a", weight: 1, fillColor: "#c9d6e3", fillOpacity: 0.5 },
-    onEachFeature: (feature, layer) => layer.bindTooltip(feature.properties.name) }).addTo(state.map);
-  if (outlines.features.length) state.map.fitBounds(basemap.getBounds());
+  panel.reset();
+  render();
+  deskMap.open(me, await api("/v1/console/precincts"));
+  state.ageTimer = setInterval(showAges, 1000);
   connect();
+}
+
+function closeDesk() {
+  if (state.socket) state.socket.close();
+  state.socket = null;
+  clearTimeout(state.retryTimer);
+  clearInterval(state.ageTimer);
+  state.alerts = new Map();
+  state.selected = null;
+  state.retryMs = 1000;
+  hideBanner();
+  deskMap.close();
+  setConnection(false);
 }
 
 function connect() {
@@ -67,12 +93,32 @@ function connect() {
   state.socket = socket;
   socket.onopen = () => { state.retryMs = 1000; setConnection(true); };
   socket.onmessage = (message) => receive(JSON.parse(message.data));
-  socket.onclose = (event) => {
+  socket.onclose = async (event) => {
+    if (state.socket !== socket) return;  // closed by us: logging out or starting over
     setConnection(false);
-    if (event.code === 1008) { showLogin(); return; }  // the session ended: log in again
-    setTimeout(connect, state.retryMs);
+    panel.lost();
+    // A refused upgrade (no session any more) reaches a browser as 1006, not 1008: ask the server.
+    const ended = event.code === 1008 || !(await sessionAlive());
+    if (state.socket !== socket) return;
+    if (ended) { showLogin("Your session ended: log in again."); return; }
+    state.retryTimer = setTimeout(connect, state.retryMs);
     state.retryMs = Math.min(state.retryMs * 2, 10000);
   };
+}
+
+async function sessionAlive() {
+  try {
+    await api("/v1/console/me");
+    return true;
+  } catch (error) {
+    return error.status !== 401;  // no answer at all: the server is away, keep reconnecting
+  }
+}
+
+function send(frame) {
+  if (!state.socket || state.socket.readyState !== WebSocket.OPEN) return false;
+  state.socket.send(JSON.stringify(frame));
+  return true;
 }
 
 function setConnection(online) {
@@ -96,33 +142,46 @@ function receive(frame) {
   } else if (frame.type === "alert_updated") {
     const previous = state.alerts.get(frame.alert.alert_id);
     const alert = frame.alert;
-    if (alert.status === "resolved" || alert.status === "cancelled") state.alerts.delete(alert.alert_id);
-    else state.alerts.set(alert.alert_id, alert);
+    if (alert.status === "resolved" || alert.status === "cancelled") {
+      state.alerts.delete(alert.alert_id);
+      panel.forget(alert.alert_id);
+    } else {
+      state.alerts.set(alert.alert_id, alert);
+    }
     if (!previous && alert.status === "open") announce(alert);  // escalated to us
     render();
   } else if (frame.type === "alert_location") {
     const alert = state.alerts.get(frame.alert_id);
     if (!alert) return;
     alert.track.push({ lat: frame.lat, lon: frame.lon, acc: frame.acc, ts: frame.ts });
-    if (state.selected === frame.alert_id) drawTrack(alert);
-  } else if (frame.type === "error") {
-    banner(`Refused: ${frame.message}`);
+    if (state.selected === frame.alert_id) deskMap.show(alert);
+  } else if (frame.type === "done" || frame.type === "error") {
+    if (!panel.settle(frame) && frame.type === "error") banner(`Refused: ${frame.message}`);
   }
 }
 
 function announce(alert) {
-  banner(`${alert.duress ? "DURESS · " : ""}New SOS: ${alert.user.name} (${alert.precinct ? alert.precinct.name : "no location"})`);
+  banner([`${alert.duress ? "DURESS · " : ""}New SOS: `, userText(alert.user.name),
+    ` (${alert.precinct ? alert.precinct.name : "no location"})`], alert.alert_id);
   beep();
   document.title = "(!) SOS · Guardian console";
   if (!state.selected) state.selected = alert.alert_id;
 }
 
-function banner(text) {
+function banner(parts, alertId) {
   const element = $("banner");
-  element.textContent = text;
+  element.replaceChildren(...[].concat(parts));
+  element.dataset.alertId = alertId || "";
+  element.title = alertId ? "Show this alert" : "";
   element.hidden = false;
   clearTimeout(banner.timer);
-  banner.timer = setTimeout(() => { element.hidden = true; document.title = "Guardian console"; }, 15000);
+  banner.timer = setTimeout(hideBanner, 15000);
+}
+
+function hideBanner() {
+  clearTimeout(banner.timer);
+  $("banner").hidden = true;
+  document.title = "Guardian console";
 }
 
 function beep() {
@@ -146,90 +205,59 @@ function ordered() {
     (a.status === "open" ? 0 : 1) - (b.status === "open" ? 0 : 1) || b.opened_at.localeCompare(a.opened_at));
 }
 
+function select(alertId) {
+  state.selected = alertId;
+  render();
+}
+
 function render() {
   const queue = $("queue");
-  queue.replaceChildren();
+  const focused = document.activeElement && document.activeElement.closest("#queue li");
+  const refocus = focused ? focused.dataset.alertId : null;
   const alerts = ordered();
   $("count").textContent = alerts.length;
-  if (state.selected && !state.alerts.has(state.selected)) state.selected = alerts.length ? alerts[0].alert_id : null;
-  for (const alert of alerts) {
-    const item = document.createElement("li");
-    item.dataset.alertId = alert.alert_id;
-    item.dataset.status = alert.status;
-    item.setAttribute("aria-selected", String(alert.alert_id === state.selected));
-    item.innerHTML = `${alert.duress ? '<span class="duress">DURESS</span> ' : ""}<strong></strong>
-      <div class="meta"></div>`;
-    item.querySelector("strong").textContent = `${alert.user.name} · ${alert.status}`;
-    item.querySelector(".meta").textContent = `${alert.precinct ? alert.precinct.name : "location unknown"}` +
-      `${alert.precinct && alert.precinct.out_of_area ? " (out of area)" : ""} · ${new Date(alert.opened_at).toLocaleTimeString()}` +
-      `${alert.escalation_level ? " · escalated ×" + alert.escalation_level : ""}`;
-    item.addEventListener("click", () => { state.selected = alert.alert_id; render(); });
-    queue.append(item);
+  if (!state.alerts.has(state.selected)) state.selected = alerts.length ? alerts[0].alert_id : null;
+  queue.replaceChildren(...alerts.map(queued));
+  if (refocus) queue.querySelector(`li[data-alert-id="${refocus}"]`)?.focus();
+  const selected = state.alerts.get(state.selected) || null;
+  panel.show(selected);
+  deskMap.show(selected);
+  showAges();
+}
+
+function queued(alert) {
+  const item = document.createElement("li");
+  item.dataset.alertId = alert.alert_id;
+  item.dataset.status = alert.status;
+  item.tabIndex = 0;
+  item.setAttribute("aria-selected", String(alert.alert_id === state.selected));
+  item.innerHTML = `<div class="title">${alert.duress ? '<span class="duress">DURESS</span> ' : ""}<strong></strong>
+    <span class="age"></span></div><div class="meta"></div>`;
+  item.querySelector("strong").append(userText(alert.user.name));
+  item.querySelector(".age").dataset.openedAt = alert.opened_at;
+  item.querySelector(".meta").textContent = `${alert.status} · ${alert.precinct ? alert.precinct.name : "location unknown"}` +
+    `${alert.precinct && alert.precinct.out_of_area ? " (out of area)" : ""} · ${new Date(alert.opened_at).toLocaleTimeString()}` +
+    `${alert.escalation_level ? " · escalated ×" + alert.escalation_level : ""}`;
+  item.addEventListener("click", () => select(alert.alert_id));
+  item.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); select(alert.alert_id); }
+  });
+  return item;
+}
+
+function showAges() {
+  const now = Date.now();
+  for (const element of document.querySelectorAll(".age[data-opened-at]")) {
+    element.textContent = `opened ${age(now - Date.parse(element.dataset.openedAt))} ago`;
   }
-  showFacts(state.selected ? state.alerts.get(state.selected) : null);
 }
 
-function showFacts(alert) {
-  const facts = $("facts");
-  facts.replaceChildren();
-  for (const layer of Object.values(state.layers)) layer.remove();
-  state.layers = {};
-  if (!alert) { facts.textContent = "No open alert."; return; }
-  const where = alert.location;
-  facts.innerHTML = `${alert.duress ? '<p class="duress">DURESS: the user cancelled under threat. The alert goes on.</p>' : ""}
-    <h3></h3><p class="who"></p><p class="where"></p><p class="trip"></p>
-    <div class="actions">
-      <button type="button" data-action="ack" ${alert.status !== "open" ? "disabled" : ""}>Acknowledge</button>
-      <button type="button" data-action="resolve">Resolve</button>
-      <button type="button" data-action="note">Add note</button>
-    </div><ul class="notes"></ul>`;
-  facts.querySelector("h3").textContent = `${alert.user.name} · ${alert.status}`;
-  facts.querySelector(".who").textContent = `Phone ${alert.user.phone}${alert.note ? " · “" + alert.note + "”" : ""}`;
-  facts.querySelector(".where").textContent = where
-    ? `SOS at ${where.lat.toFixed(5)}, ${where.lon.toFixed(5)} ±${where.acc ?? "?"} m (${where.quality}) · ${alert.precinct ? alert.precinct.name : ""}`
-    : "No location known yet.";
-  facts.querySelector(".trip").textContent = alert.trip
-    ? `Trip: ${alert.trip.kind} ${alert.trip.plate || ""} ${alert.trip.driver_name || ""}` : "";
-  for (const note of alert.notes || []) {
-    const item = document.createElement("li");
-    item.textContent = `${note.author}: ${note.text}`;
-    facts.querySelector(".notes").append(item);
-  }
-  facts.querySelectorAll("button").forEach((button) =>
-    button.addEventListener("click", () => act(button.dataset.action, alert.alert_id)));
-  drawTrack(alert);
+function age(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
+  return `${Math.floor(s / 3600)} h ${String(Math.floor(s / 60) % 60).padStart(2, "0")} min`;
 }
 
-function drawTrack(alert) {
-  if (!state.map) return;
-  for (const layer of Object.values(state.layers)) layer.remove();
-  const points = alert.track.map((point) => [point.lat, point.lon]);
-  if (!points.length && alert.location) points.push([alert.location.lat, alert.location.lon]);
-  if (!points.length) return;
-  const last = points[points.length - 1];
-  state.layers.track = L.polyline(points, { color: "#d00", weight: 4 }).addTo(state.map);
-  state.layers.marker = L.circleMarker(last, { radius: 9, color: alert.duress ? "#000" : "#d00", fillOpacity: 0.9 })
-    .addTo(state.map);
-  state.layers.marker.getElement().setAttribute("data-testid", "alert-marker");
-  state.layers.marker.getElement().dataset.lat = String(last[0]);
-  state.layers.marker.getElement().dataset.lon = String(last[1]);
-  state.layers.track.getElement().dataset.points = String(points.length);
-  if (!state.map.getBounds().contains(last)) state.map.panTo(last);
-}
-
-function act(action, alertId) {
-  const frame = { type: action, alert_id: alertId };
-  if (action === "resolve") {
-    const outcome = prompt("Outcome (e.g. user safe, officers on scene):", "user safe");
-    if (!outcome) return;
-    frame.outcome = outcome;
-  } else if (action === "note") {
-    const text = prompt("Note:");
-    if (!text) return;
-    frame.text = text;
-  }
-  if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(frame));
-  else banner("Offline: the action was not sent.");
-}
-
+panel.init({ send });
 start();

@@ -1,0 +1,108 @@
+// The desk's map: the precinct outlines as basemap (no tiles needed) and the selected alert's
+// layers. Selecting an alert flies to it; live positions of the same alert only move its layers,
+// so a dispatcher who panned away is not dragged back unless the user leaves the view.
+"use strict";
+
+const deskMap = (() => {
+  // Close enough to follow a walk, far enough to keep a precinct edge or a street in sight.
+  const FLY = { padding: [48, 48], maxZoom: 16, duration: 0.8 };
+  let map = null;
+  let layers = [];
+  let shownId = null;
+
+  function points(alert) {
+    const track = (alert.track || []).map((point) => [point.lat, point.lon]);
+    if (!track.length && alert.location) track.push([alert.location.lat, alert.location.lon]);
+    return track;
+  }
+
+  function newest(alert) {
+    const track = alert.track || [];
+    return track.length ? track[track.length - 1] : alert.location;
+  }
+
+  // Each builder draws one part of an alert, or nothing; a trip's planned route is one more builder.
+  const builders = [
+    function track(alert, line) {
+      if (line.length < 2) return null;
+      const layer = L.polyline(line, { color: "#d00", weight: 4, opacity: 0.85 });
+      return tagged(layer, "alert-track", { points: String(line.length) });
+    },
+    function accuracy(alert, line) {
+      const fix = newest(alert);
+      if (!fix || !(fix.acc > 0)) return null;
+      const layer = L.circle(line[line.length - 1], { radius: fix.acc, color: "#d00", weight: 1, fillOpacity: 0.15 });
+      return tagged(layer, "alert-accuracy", {});
+    },
+    function marker(alert, line) {
+      const [lat, lon] = line[line.length - 1];
+      const layer = L.circleMarker([lat, lon], { radius: 9, weight: 3, color: alert.duress ? "#000" : "#fff",
+        fillColor: alert.duress ? "#ff0" : "#d00", fillOpacity: 1 });
+      layer.bindTooltip(userText(alert.user.name),  // a string would be HTML
+        { direction: "top", offset: [0, -10] });
+      return tagged(layer, "alert-marker", { lat: String(lat), lon: String(lon) });
+    },
+  ];
+
+  function tagged(layer, testid, data) {
+    layer.on("add", () => {
+      const element = layer.getElement();
+      element.setAttribute("data-testid", testid);
+      Object.assign(element.dataset, data);
+    });
+    return layer;
+  }
+
+  function open(me, outlines) {
+    close();
+    map = L.map("map", { zoomControl: true, maxZoom: 19 }).setView([25.05, 121.55], 11);
+    L.control.scale({ imperial: false }).addTo(map);
+    if (me.tile_url) L.tileLayer(me.tile_url, { maxZoom: 19 }).addTo(map);
+    const basemap = L.geoJSON(outlines, {
+      style: { color: "#1c2a3a", weight: 1, fillColor: "#c9d6e3", fillOpacity: 0.5 },
+      onEachFeature: (feature, layer) => layer.bindTooltip(userText(feature.properties.name)) }).addTo(map);
+    if (outlines.features.length) map.fitBounds(basemap.getBounds());
+    // The desk's columns and the window change size; Leaflet must know, or it draws off-centre.
+    new ResizeObserver(() => map && map.invalidateSize()).observe(map.getContainer());
+  }
+
+  function close() {
+    if (map) map.remove();
+    map = null;
+    layers = [];
+    shownId = null;
+  }
+
+  function clear() {
+    for (const layer of layers) layer.remove();
+    layers = [];
+  }
+
+  function show(alert) {
+    if (!map) return;
+    clear();
+    const container = map.getContainer();
+    if (!alert) { shownId = null; delete container.dataset.settled; return; }
+    const line = points(alert);
+    if (!line.length) { shownId = alert.alert_id; container.dataset.settled = alert.alert_id; return; }
+    layers = builders.map((build) => build(alert, line)).filter(Boolean);
+    for (const layer of layers) layer.addTo(map);
+    if (alert.alert_id !== shownId) {
+      shownId = alert.alert_id;
+      fly(alert.alert_id, line);
+    } else if (!map.getBounds().contains(line[line.length - 1])) {
+      map.panTo(line[line.length - 1]);
+    }
+  }
+
+  function fly(alertId, line) {
+    const container = map.getContainer();
+    delete container.dataset.settled;
+    let bounds = L.latLngBounds(line);
+    for (const layer of layers) if (layer.getBounds) bounds = bounds.extend(layer.getBounds());
+    map.once("moveend", () => { if (shownId === alertId) container.dataset.settled = alertId; });
+    map.flyToBounds(bounds, FLY);
+  }
+
+  return { open, close, show };
+})();
