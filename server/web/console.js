@@ -56,6 +56,8 @@ $("logout").addEventListener("click", async () => {
   showLogin("Logged out.");
 });
 
+for (const gesture of ["pointerdown", "keydown"]) document.addEventListener(gesture, unmute, true);
+
 $("banner").addEventListener("click", () => {
   const alertId = $("banner").dataset.alertId;
   if (alertId && state.alerts.has(alertId)) select(alertId);
@@ -71,6 +73,7 @@ async function openDesk(me) {
   render();
   deskMap.open(me, await api("/v1/console/precincts"));
   state.ageTimer = setInterval(showAges, 1000);
+  showSound();
   connect();
 }
 
@@ -181,19 +184,38 @@ function hideBanner() {
   document.title = "Guardian console";
 }
 
-function beep() {
+// A browser starts audio only after the page had a click or a key press: a desk opened by a reload
+// with a live session would sound no SOS. The header says so until the dispatcher gives one.
+function sound() {
   try {
-    const audio = beep.context || (beep.context = new AudioContext());
-    for (const [delay, pitch] of [[0, 880], [0.25, 660], [0.5, 880]]) {
-      const tone = audio.createOscillator();
-      const gain = audio.createGain();
-      tone.frequency.value = pitch;
-      gain.gain.value = 0.2;
-      tone.connect(gain).connect(audio.destination);
-      tone.start(audio.currentTime + delay);
-      tone.stop(audio.currentTime + delay + 0.2);
-    }
-  } catch (error) { /* no audio device: the banner still shows */ }
+    return sound.context || (sound.context = Object.assign(new AudioContext(), { onstatechange: showSound }));
+  } catch (error) {
+    return null;  // no audio device: the banner still shows
+  }
+}
+
+function unmute() {
+  const audio = sound();
+  if (audio && audio.state === "suspended") audio.resume().catch(() => null);
+}
+
+function showSound() {
+  const audio = sound();
+  $("sound").hidden = !audio || audio.state === "running";
+}
+
+function beep() {
+  const audio = sound();
+  if (!audio) return;
+  for (const [delay, pitch] of [[0, 880], [0.25, 660], [0.5, 880]]) {
+    const tone = audio.createOscillator();
+    const gain = audio.createGain();
+    tone.frequency.value = pitch;
+    gain.gain.value = 0.2;
+    tone.connect(gain).connect(audio.destination);
+    tone.start(audio.currentTime + delay);
+    tone.stop(audio.currentTime + delay + 0.2);
+  }
 }
 
 function ordered() {
