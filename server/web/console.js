@@ -4,7 +4,8 @@
 // logging in again builds it afresh.
 "use strict";
 
-const state = { alerts: new Map(), selected: null, socket: null, retryMs: 1000, retryTimer: null, ageTimer: null };
+const state = { alerts: new Map(), selected: null, socket: null, retryMs: 1000, retryTimer: null, ageTimer: null,
+  desk: 0 };  // counts desks opened and closed: a desk closed while it was still loading stops there
 const $ = (id) => document.getElementById(id);
 
 async function api(path, options = {}) {
@@ -71,13 +72,17 @@ async function openDesk(me) {
   $("who").textContent = `${me.username} · ${me.role === "command" ? "command centre" : "precinct " + me.precinct_id}`;
   panel.reset();
   render();
-  deskMap.open(me, await api("/v1/console/precincts"));
+  const desk = state.desk;
+  const outlines = await api("/v1/console/precincts");
+  if (desk !== state.desk) return;
+  deskMap.open(me, outlines);
   state.ageTimer = setInterval(showAges, 1000);
   showSound();
   connect();
 }
 
 function closeDesk() {
+  state.desk += 1;
   if (state.socket) state.socket.close();
   state.socket = null;
   clearTimeout(state.retryTimer);
