@@ -24,11 +24,13 @@ COUNT_TONES = """
 
 
 @contextlib.asynccontextmanager
-async def chromium_page():
-    """A fresh page of a fresh headless browser, at the desk's usual size."""
+async def chromium_page(*, autoplay: bool = True):
+    """A fresh page of a fresh headless browser, at the desk's usual size. Without `autoplay`, audio
+    waits for a click or key press on the page, as in a dispatcher's browser."""
     assert Path(CHROMIUM).exists(), "make test installs Debian's chromium (ops/setup.sh)"
+    args = CHROMIUM_ARGS if autoplay else [arg for arg in CHROMIUM_ARGS if not arg.startswith("--autoplay-policy")]
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
         try:
             page = await browser.new_page(viewport=VIEWPORT)
             await page.add_init_script(COUNT_TONES)

@@ -10,8 +10,10 @@ import pytest
 import sqlalchemy as sa
 from playwright.async_api import expect
 
+from server import staff
 from tests.browser import box, chromium_page, inside, log_in
-from tests.servers import TAIPEI_101, add_staff, connect_phone, create_user, sos_frame, until_ack, until_type
+from tests.servers import (TAIPEI_101, add_staff, connect_phone, create_user, login, sos_frame, until_ack,
+                           until_type)
 
 BEITOU = (25.1320, 121.5010)  # far enough from Taipei 101 that both never fit one close view
 
@@ -268,3 +270,19 @@ async def test_whatever_a_user_typed_as_name_or_note_is_shown_as_text_and_fits_i
     for phone in phones:
         await phone.close()
     assert page.errors == []
+
+
+async def test_a_desk_opened_without_a_click_says_its_sound_is_off_until_the_dispatcher_clicks(server, engine):
+    """A browser starts audio only after a gesture on the page; the desk must not look ready to sound."""
+    await add_staff(engine, "desk")
+    token = login(server, "desk")
+    async with chromium_page(autoplay=False) as page:
+        # The next morning's browser still holds the session: the desk opens without any gesture.
+        await page.context.add_cookies([{"name": staff.SESSION_COOKIE, "value": token, "url": server.url}])
+        await page.goto(f"{server.url}/console")
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "online", timeout=5000)
+        await expect(page.locator("#sound")).to_be_visible()
+        await page.screenshot(path="/tmp/page-sound-off.png")
+        await page.click("#sound")
+        await expect(page.locator("#sound")).to_be_hidden()
+        assert await page.evaluate("sound().state") == "running"

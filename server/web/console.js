@@ -4,7 +4,8 @@
 // logging in again builds it afresh.
 "use strict";
 
-const state = { alerts: new Map(), selected: null, socket: null, retryMs: 1000, retryTimer: null, ageTimer: null };
+const state = { alerts: new Map(), selected: null, socket: null, retryMs: 1000, retryTimer: null, ageTimer: null,
+  desk: 0 };  // counts desks opened and closed: a desk closed while it was still loading stops there
 const $ = (id) => document.getElementById(id);
 
 async function api(path, options = {}) {
@@ -56,6 +57,8 @@ $("logout").addEventListener("click", async () => {
   showLogin("Logged out.");
 });
 
+for (const gesture of ["pointerdown", "keydown"]) document.addEventListener(gesture, unmute, true);
+
 $("banner").addEventListener("click", () => {
   const alertId = $("banner").dataset.alertId;
   if (alertId && state.alerts.has(alertId)) select(alertId);
@@ -69,12 +72,17 @@ async function openDesk(me) {
   $("who").textContent = `${me.username} · ${me.role === "command" ? "command centre" : "precinct " + me.precinct_id}`;
   panel.reset();
   render();
-  deskMap.open(me, await api("/v1/console/precincts"));
+  const desk = state.desk;
+  const outlines = await api("/v1/console/precincts");
+  if (desk !== state.desk) return;
+  deskMap.open(me, outlines);
   state.ageTimer = setInterval(showAges, 1000);
+  showSound();
   connect();
 }
 
 function closeDesk() {
+  state.desk += 1;
   if (state.socket) state.socket.close();
   state.socket = null;
   clearTimeout(state.retryTimer);
@@ -184,19 +192,38 @@ function hideBanner() {
   document.title = "Guardian console";
 }
 
-function beep() {
+// A browser starts audio only after the page had a click or a key press: a desk opened by a reload
+// with a live session would sound no SOS. The header says so until the dispatcher gives one.
+function sound() {
   try {
-    const audio = beep.context || (beep.context = new AudioContext());
-    for (const [delay, pitch] of [[0, 880], [0.25, 660], [0.5, 880]]) {
-      const tone = audio.createOscillator();
-      const gain = audio.createGain();
-      tone.frequency.value = pitch;
-      gain.gain.value = 0.2;
-      tone.connect(gain).connect(audio.destination);
-      tone.start(audio.currentTime + delay);
-      tone.stop(audio.currentTime + delay + 0.2);
-    }
-  } catch (error) { /* no audio device: the banner still shows */ }
+    return sound.context || (sound.context = Object.assign(new AudioContext(), { onstatechange: showSound }));
+  } catch (error) {
+    return null;  // no audio device: the banner still shows
+  }
+}
+
+function unmute() {
+  const audio = sound();
+  if (audio && audio.state === "suspended") audio.resume().catch(() => null);
+}
+
+function showSound() {
+  const audio = sound();
+  $("sound").hidden = !audio || audio.state === "running";
+}
+
+function beep() {
+  const audio = sound();
+  if (!audio) return;
+  for (const [delay, pitch] of [[0, 880], [0.25, 660], [0.5, 880]]) {
+    const tone = audio.createOscillator();
+    const gain = audio.createGain();
+    tone.frequency.value = pitch;
+    gain.gain.value = 0.2;
+    tone.connect(gain).connect(audio.destination);
+    tone.start(audio.currentTime + delay);
+    tone.stop(audio.currentTime + delay + 0.2);
+  }
 }
 
 function ordered() {

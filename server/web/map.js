@@ -9,6 +9,7 @@ const deskMap = (() => {
   let map = null;
   let layers = [];
   let shownId = null;
+  let flightEndsMs = 0;  // a live position during a flight must not cut it short with a pan
 
   function points(alert) {
     const track = (alert.track || []).map((point) => [point.lat, point.lon]);
@@ -90,7 +91,7 @@ const deskMap = (() => {
     if (alert.alert_id !== shownId) {
       shownId = alert.alert_id;
       fly(alert.alert_id, line);
-    } else if (!map.getBounds().contains(line[line.length - 1])) {
+    } else if (Date.now() > flightEndsMs && !map.getBounds().contains(line[line.length - 1])) {
       map.panTo(line[line.length - 1]);
     }
   }
@@ -101,6 +102,7 @@ const deskMap = (() => {
     let bounds = L.latLngBounds(line);
     for (const layer of layers) if (layer.getBounds) bounds = bounds.extend(layer.getBounds());
     map.once("moveend", () => { if (shownId === alertId) container.dataset.settled = alertId; });
+    flightEndsMs = Date.now() + FLY.duration * 1000 + 250;
     map.flyToBounds(bounds, FLY);
   }
 

@@ -141,7 +141,7 @@ const panel = (() => {
       ? `SOS at ${where.lat.toFixed(5)}, ${where.lon.toFixed(5)} ±${where.acc ?? "?"} m (${where.quality})` +
         `${alert.precinct ? " · " + alert.precinct.name : ""}`
       : "No location known yet.";
-    facts.querySelector(".clock").textContent = `Opened ${new Date(alert.opened_at).toLocaleTimeString()}`;
+    facts.querySelector(".clock").textContent = new Date(alert.opened_at).toLocaleTimeString();
     facts.querySelector(".age").dataset.openedAt = alert.opened_at;
     if (alert.trip) {
       Object.assign(facts.querySelector(".trip"), { hidden: false,
