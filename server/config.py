@@ -92,6 +92,12 @@ class Settings(BaseSettings):
             self.database_url = DEV_DATABASE_URL
         if self.cad_endpoints and len(self.cad_secret) < 16:
             raise ValueError("GUARDIAN_CAD_SECRET (16 characters or more) must be set with GUARDIAN_CAD_ENDPOINTS")
+        timeouts_s = [self.cad_timeout_s] * bool(self.cad_endpoints) + [self.fcm_timeout_s] * bool(self.fcm_project_id)
+        if max(timeouts_s, default=0) > self.outbox_lease_s / 3:
+            # A post must end well inside its lease (renewed every third of it), or another
+            # worker could lease the row and post it again meanwhile.
+            raise ValueError("GUARDIAN_CAD_TIMEOUT_S and GUARDIAN_FCM_TIMEOUT_S must be at most a third of "
+                             "GUARDIAN_OUTBOX_LEASE_S")
         if self.fcm_access_token and not self.fcm_endpoint:
             raise ValueError("GUARDIAN_FCM_ACCESS_TOKEN is only for GUARDIAN_FCM_ENDPOINT")
         if not self.console_origins:
