@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     alert_pool_size: int = 10
 
+    # The connection gate (server/gate.py): a request (headers and body) must arrive whole within
+    # request_timeout_s; at max_connections (0: the descriptor limit less reserved_fds) the oldest
+    # connections without a whole request are closed to make room for new ones; one client
+    # address holds at most max_pending_per_address of those.
+    request_timeout_s: float = 10.0
+    max_connections: int = 0
+    reserved_fds: int = 256
+    max_pending_per_address: int = 256
     hello_timeout_s: float = 5.0
     max_frame_bytes: int = 64 * 1024
     max_batch_pings: int = 1000
