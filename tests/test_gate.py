@@ -7,6 +7,7 @@ import time
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from load import processes
 from tests.servers import bearer, connect_phone, create_user, receive, sos_frame, until_type
@@ -99,3 +100,18 @@ async def test_an_sos_and_a_connected_phone_get_through_while_half_sent_requests
     finally:
         close_all(links)
         server.stop()
+
+
+async def test_a_new_socket_of_a_device_replaces_its_old_one_which_is_closed_with_4001(server):
+    _, token = create_user(server)
+    sockets = [(await connect_phone(server, token))[0] for _ in range(20)]
+    newest = sockets.pop()
+    for old in sockets:
+        with pytest.raises(ConnectionClosed):
+            await receive(old, timeout_s=5)
+        assert old.close_code == 4001, "replaced, clearly"
+        assert "replaced" in old.close_reason
+    await newest.send(json.dumps({"type": "ping", "seq": 0, "ts": int(time.time() * 1000), "lat": 25.03,
+                                  "lon": 121.56}))
+    assert (await receive(newest))["type"] == "ack", "the newest socket works"
+    await newest.close()
