@@ -89,7 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
                 alert_engine=alert_engine,
                 registrations=RateLimiter(rate_per_s=settings.register_per_hour / 3600,
                                           burst=settings.register_burst),
-                health=[sweeper.health, ingest.health, *(worker.health for worker in relay.workers.values()),
+                health=[sweeper.health, ingest.health, *(task.health for task in relay.tasks),
                         fanout.health, audit_log.health, loop_lag.health],
             )
             yield

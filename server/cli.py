@@ -4,6 +4,7 @@ import asyncio
 import gc
 import json
 import logging
+import resource
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -25,12 +26,18 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def run_uvicorn(app, settings: Settings) -> None:
     """Serve an ASGI app with Guardian's socket settings (also used by the load baseline)."""
+    from server import gate
+
+    # Every descriptor the system allows this process: connections are bounded by the gate.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=gate.protocol_class(settings),
         ws="websockets-sansio",
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=settings.keepalive_interval_s,

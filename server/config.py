@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     alert_pool_size: int = 10
 
+    # The connection gate (server/gate.py): a request (headers and body) must arrive whole within
+    # request_timeout_s; at max_connections (0: the descriptor limit less reserved_fds) the oldest
+    # connections without a whole request are closed to make room for new ones; one client
+    # address holds at most max_pending_per_address of those.
+    request_timeout_s: float = 10.0
+    max_connections: int = 0
+    reserved_fds: int = 256
+    max_pending_per_address: int = 256
     hello_timeout_s: float = 5.0
     max_frame_bytes: int = 64 * 1024
     max_batch_pings: int = 1000
@@ -92,6 +100,12 @@ class Settings(BaseSettings):
             self.database_url = DEV_DATABASE_URL
         if self.cad_endpoints and len(self.cad_secret) < 16:
             raise ValueError("GUARDIAN_CAD_SECRET (16 characters or more) must be set with GUARDIAN_CAD_ENDPOINTS")
+        timeouts_s = [self.cad_timeout_s] * bool(self.cad_endpoints) + [self.fcm_timeout_s] * bool(self.fcm_project_id)
+        if max(timeouts_s, default=0) > self.outbox_lease_s / 3:
+            # A post must end well inside its lease (renewed every third of it), or another
+            # worker could lease the row and post it again meanwhile.
+            raise ValueError("GUARDIAN_CAD_TIMEOUT_S and GUARDIAN_FCM_TIMEOUT_S must be at most a third of "
+                             "GUARDIAN_OUTBOX_LEASE_S")
         if self.fcm_access_token and not self.fcm_endpoint:
             raise ValueError("GUARDIAN_FCM_ACCESS_TOKEN is only for GUARDIAN_FCM_ENDPOINT")
         if not self.console_origins:

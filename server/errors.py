@@ -27,6 +27,7 @@ HTTP_STATUS = {
 CLOSE_POLICY = 1008  # bad credentials, or a socket that keeps sending garbage
 CLOSE_UNAVAILABLE = 1011  # storage failed: reconnect and resend from acked_seq
 CLOSE_TRY_AGAIN = 1013  # a console that could not keep up: reconnect for a fresh snapshot
+CLOSE_REPLACED = 4001  # a newer socket of the same device took over: do not reconnect this one
 
 
 def response(error: FrameError) -> JSONResponse:

@@ -32,20 +32,24 @@ class Row:
     attempts: int
 
 
-def destinations(settings: Settings, kind: str) -> list[tuple[str, str | None]]:
-    """(channel, target) of every configured channel that carries this kind of event."""
+def destinations(kind: str) -> list[tuple[str, str | None]]:
+    """(channel, target) of every channel that carries this kind of event, whatever this process
+    is configured for: a row waits for a process that can deliver it (a push row for one with
+    FCM). CAD gets one generic row (target NULL) that a process with CAD endpoints `expand`s
+    into a row per endpoint, so an alert raised where CAD is not configured still reaches it."""
     found: list[tuple[str, str | None]] = [(CONSOLE, None)]
-    if settings.fcm_project_id and kind in PUSHED_KINDS:
+    if kind in PUSHED_KINDS:
         found.append((PUSH, None))
-    return found + [(CAD, url) for url in settings.cad_endpoints]
+    return found + [(CAD, None)]
 
 
 async def add(*, connection: AsyncConnection, settings: Settings, alert_id: uuid.UUID, kind: str) -> uuid.UUID:
-    """Record one event of an alert for every configured channel; returns the event id."""
+    """Record one event of an alert for every channel; returns the event id. (`settings` no
+    longer decides the channels; the parameter stays for the callers.)"""
     event_id = uuid.uuid4()
     await connection.execute(outbox.insert(), [
         {"event_id": event_id, "alert_id": alert_id, "kind": kind, "channel": channel, "target": target}
-        for channel, target in destinations(settings, kind)])
+        for channel, target in destinations(kind)])
     return event_id
 
 
@@ -53,12 +57,30 @@ def add_after(inserted, *, settings: Settings, event_id: uuid.UUID, kind: str):
     """`add` as a CTE for the alert that the CTE `inserted` (with an alert_id column) returned:
     no rows when it returned none, so a retried SOS records no second event."""
     targets = sa.values(sa.column("channel", sa.Text), sa.column("target", sa.Text), name="targets").data(
-        destinations(settings, kind))
+        destinations(kind))
     return pg.insert(outbox).from_select(
         ["event_id", "alert_id", "kind", "channel", "target"],
         sa.select(sa.literal(event_id, pg.UUID(as_uuid=True)), inserted.c.alert_id, sa.literal(kind),
                   targets.c.channel, targets.c.target).select_from(inserted.join(targets, sa.true())),
     ).cte("recorded")
+
+
+async def expand(*, connection: AsyncConnection, channel: str, targets: list[str], limit: int) -> int:
+    """Replace up to `limit` generic rows of a channel (target NULL) by one row per target, in
+    one statement: a crash leaves either the generic row or its expansion, never both. Another
+    process expanding at the same time skips the locked rows. Returns how many rows it wrote."""
+    generic = (sa.select(outbox.c.id)
+               .where(outbox.c.channel == channel, outbox.c.target.is_(None), outbox.c.done_at.is_(None))
+               .order_by(outbox.c.id).limit(limit).with_for_update(skip_locked=True).cte("generic"))
+    closed = (outbox.update().where(outbox.c.id.in_(sa.select(generic.c.id))).values(done_at=sa.func.now())
+              .returning(outbox.c.event_id, outbox.c.alert_id, outbox.c.kind).cte("closed"))
+    endpoints = sa.values(sa.column("target", sa.Text), name="endpoints").data([(target,) for target in targets])
+    expanded = (pg.insert(outbox).from_select(
+        ["event_id", "alert_id", "kind", "channel", "target"],
+        sa.select(closed.c.event_id, closed.c.alert_id, closed.c.kind, sa.literal(channel), endpoints.c.target)
+        .select_from(closed.join(endpoints, sa.true())))
+        .on_conflict_do_nothing(constraint="outbox_event_channel").returning(outbox.c.id))
+    return len((await connection.execute(expanded.add_cte(generic).add_cte(closed))).all())
 
 
 async def lease(*, connection: AsyncConnection, channel: str, lease_s: float, limit: int,
@@ -86,6 +108,13 @@ async def complete(*, connection: AsyncConnection, ids: list[int]) -> None:
 async def complete_event(*, connection: AsyncConnection, event_id: uuid.UUID, channel: str) -> None:
     await connection.execute(outbox.update().where(outbox.c.event_id == event_id, outbox.c.channel == channel,
                                                    outbox.c.done_at.is_(None)).values(done_at=sa.func.now()))
+
+
+async def renew(*, connection: AsyncConnection, ids: list[int], lease_s: float) -> None:
+    """Extend the lease of rows still being delivered, so no other worker takes them meanwhile."""
+    if ids:
+        await connection.execute(outbox.update().where(outbox.c.id.in_(ids), outbox.c.done_at.is_(None))
+                                 .values(due_at=sa.func.now() + timedelta(seconds=lease_s)))
 
 
 async def postpone(*, connection: AsyncConnection, ids: list[int], delay_s: float) -> None:

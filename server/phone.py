@@ -80,6 +80,12 @@ class PhoneSession:
         await self._ws.send_text(
             wire.encode({"type": "welcome", "user_id": str(device.user_id), "acked_seq": acked_seq})
         )
+        # One socket per device token in this process: a phone reconnecting over a half-dead
+        # link takes over at once, and a leaked token cannot pile up sockets.
+        sockets = self._services.phone_sockets
+        previous, sockets[device.device_id] = sockets.get(device.device_id), self
+        if previous is not None:
+            await previous.close_replaced()
         # Only now may the writer run (an ack never precedes the welcome); the ledger may be
         # shared with a request of this device, so what it owes this socket starts here.
         self.ledger = intake.ledger
@@ -91,9 +97,19 @@ class PhoneSession:
         try:
             await self._read(intake)
         finally:
+            if sockets.get(device.device_id) is self:
+                del sockets[device.device_id]
             hub.remove_phone(str(device.user_id), self._on_event)
             self._closing = True
             await cancel_and_wait(self._writer)
+
+    async def close_replaced(self) -> None:
+        """A newer socket of this device took over: close this one with a code that says so
+        (the phone must not reconnect it); its reader then sees the disconnect and ends."""
+        try:
+            await self._ws.close(errors.CLOSE_REPLACED, "replaced by a newer socket of this device")
+        except (WebSocketDisconnect, RuntimeError, OSError) as error:
+            log.debug("replaced phone socket was already closing: %s", type(error).__name__)
 
     async def _authenticate(self) -> auth.Device | None:
         """Bearer header on the upgrade, else a `hello` frame within the hello timeout."""

@@ -3,10 +3,9 @@
 - console: the alert as it stands, through the fan-out to every process's consoles
   and to the user's phones;
 - push: FCM to officers near the alert and the user's emergency contacts;
-- cad: the EIDO object to each CAD endpoint, signed, until it answers 2xx.
+- cad: the EIDO object to each CAD endpoint (a worker each), signed, until it answers 2xx.
 
-Each worker is woken (`kick`) right after a commit and also polls, so rows left
-by a crash or an outage are delivered once the lease runs out.
+The workers themselves (leasing, renewing, recording) are `server.delivery`'s.
 """
 
 import asyncio
@@ -25,70 +24,13 @@ from notifier.cad import CadChannel
 from notifier.fcm import FcmChannel
 from server import alertview, db, keys, outbox
 from server.config import Settings
+from server.delivery import Expander, Worker
 from server.fanout import Fanout
 from server.ingest import STORAGE_ERRORS, describe
 from server.tables import contacts, devices, push_tokens, staff, users
 from server.tasks import OwnedTask, cancel_and_wait
 
 log = logging.getLogger(__name__)
-
-POLL_INTERVAL_S = 1.0
-LEASE_LIMIT = 100
-
-
-class Worker(OwnedTask):
-    """Leases due rows of one channel and hands them to `deliver`, which returns
-    (done ids, {delay in seconds: ids to retry})."""
-
-    def __init__(self, *, channel: str, engine: AsyncEngine, settings: Settings, deliver,
-                 targets: list[str] | None = None):
-        """`targets`: only rows for these targets (the CAD endpoints this process knows)."""
-        self.channel = channel
-        self._targets = targets
-        self._engine = engine
-        self._settings = settings
-        self._deliver = deliver
-        self._wake = asyncio.Event()
-        self.task_name = f"relay-{channel}"
-
-    def kick(self) -> None:
-        self._wake.set()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                async with asyncio.timeout(POLL_INTERVAL_S):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            try:
-                while await self._round():
-                    pass
-                self.health.progressed()
-            except STORAGE_ERRORS as error:
-                log.error("relay %s: storage unavailable (%s); retrying", self.channel, describe(error))
-                self.health.failed(f"deliveries cannot run: storage unavailable ({describe(error)})")
-            except Exception:
-                # A bug in one delivery must not end the channel: its rows stay leased and come
-                # back when the lease runs out. Logged with the traceback, never swallowed quietly.
-                log.exception("relay %s: delivery failed; its rows will be retried", self.channel)
-                await asyncio.sleep(POLL_INTERVAL_S)
-
-    async def _round(self) -> bool:
-        """One lease-deliver-record round; True when it leased a full batch (more may be due)."""
-        async with self._engine.begin() as connection:
-            rows = await outbox.lease(connection=connection, channel=self.channel, targets=self._targets,
-                                      lease_s=self._settings.outbox_lease_s, limit=LEASE_LIMIT)
-        if not rows:
-            return False
-        done, retry = await self._deliver(rows)
-        async with self._engine.begin() as connection:
-            await outbox.complete(connection=connection, ids=done)
-            for delay_s, ids in retry.items():
-                await outbox.postpone(connection=connection, ids=ids, delay_s=delay_s)
-        return len(rows) == LEASE_LIMIT
-
 
 class Relay:
     def __init__(self, *, engine: AsyncEngine, redis: Redis, settings: Settings, fanout: Fanout):
@@ -110,25 +52,33 @@ class Relay:
         if self._fcm is not None:
             self.workers[outbox.PUSH] = Worker(channel=outbox.PUSH, engine=engine, settings=settings,
                                                deliver=self._push)
-        if self._cad is not None:
-            self.workers[outbox.CAD] = Worker(channel=outbox.CAD, engine=engine, settings=settings,
-                                              deliver=self._cad_post, targets=settings.cad_endpoints)
+        # One worker per CAD endpoint: a dead endpoint delays nobody else's posts.
+        for index, url in enumerate(dict.fromkeys(settings.cad_endpoints)):
+            self.workers[f"cad-{index}"] = Worker(channel=outbox.CAD, engine=engine, settings=settings,
+                                                  deliver=self._cad_post, targets=[url], name=f"cad-{index}")
+        self.expander = (Expander(engine=engine, targets=list(dict.fromkeys(settings.cad_endpoints)),
+                                  workers=[worker for worker in self.workers.values() if worker.channel == outbox.CAD])
+                         if settings.cad_endpoints else None)
+
+    @property
+    def tasks(self) -> list[OwnedTask]:
+        return [*self.workers.values(), *([self.expander] if self.expander is not None else [])]
 
     def start(self) -> None:
-        for worker in self.workers.values():
-            worker.start()
+        for task in self.tasks:
+            task.start()
 
     def kick(self) -> None:
         """Something was committed to the outbox: deliver it now rather than at the next poll."""
-        for worker in self.workers.values():
-            worker.kick()
+        for task in self.tasks:
+            task.kick()
 
     def opened(self, raised) -> None:
         """A new alert was committed: take it to the consoles at once, without waiting for the
         console worker's lease; the worker remains the fallback (a repeat is dropped by event id)."""
-        for channel, worker in self.workers.items():
-            if channel != outbox.CONSOLE:
-                worker.kick()
+        for task in self.tasks:
+            if task is not self.workers[outbox.CONSOLE]:
+                task.kick()
         task = asyncio.create_task(self._rush(raised.view, raised.event_id), name="relay-rush")
         self._rushing.add(task)
         task.add_done_callback(self._rushing.discard)
@@ -149,8 +99,8 @@ class Relay:
 
     async def close(self) -> None:
         await cancel_and_wait(*self._rushing)
-        for worker in self.workers.values():
-            await worker.close()
+        for task in self.tasks:
+            await task.close()
         if self._fcm is not None:
             await self._fcm.close()
         if self._cad is not None:
@@ -221,16 +171,35 @@ class Relay:
         log.info("push: forgot %d tokens FCM called unregistered or invalid", len(dead))
 
     async def _cad_post(self, rows: list[outbox.Row]):
+        """Post to one endpoint (a worker's rows share a target), each post bounded by the CAD
+        timeout. After a failure the rest wait with it: a dead endpoint costs one timeout a round."""
         views = await self._views(rows)
         done, retry = [], {}
-        for row in rows:
+        for index, row in enumerate(rows):
             body = msgspec.json.encode(eido.eido(facts(views[row.alert_id]), agency_id=self._settings.cad_agency_id,
                                                  issuing_element=self._settings.issuing_element))
-            if await self._cad.post(url=row.target, event_id=str(row.event_id), kind=row.kind, body=body):
+            try:
+                async with asyncio.timeout(self._settings.cad_timeout_s):
+                    posted = await self._cad.post(url=row.target, event_id=str(row.event_id), kind=row.kind,
+                                                  body=body)
+            except TimeoutError:
+                posted = False
+            if posted:
                 done.append(row.id)
-            else:
-                retry.setdefault(outbox.backoff_s(row.attempts), []).append(row.id)
+                continue
+            retry.setdefault(outbox.backoff_s(row.attempts), []).append(row.id)
+            later = [other.id for other in rows[index + 1:]]
+            if later:
+                retry.setdefault(outbox.backoff_s(1), []).extend(later)
+            log.warning("CAD endpoint %d failed; %d posts wait for it", self._endpoint_index(row.target),
+                        1 + len(later))
+            break
         return done, retry
+
+    def _endpoint_index(self, url: str | None) -> int:
+        # The index, not the URL: an endpoint URL may carry a credential.
+        endpoints = list(dict.fromkeys(self._settings.cad_endpoints))
+        return endpoints.index(url) if url in endpoints else -1
 
 
 def facts(view: alertview.View) -> eido.Facts:

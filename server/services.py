@@ -1,6 +1,6 @@
 """What the lifespan builds and hands down to endpoints: one object on app.state."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,3 +30,5 @@ class Services:
     registrations: RateLimiter
     # The supervised background tasks whose trouble makes /healthz answer 503.
     health: list[Health]
+    # device id → its one phone socket in this process (`phone.PhoneSession`); a new one replaces it.
+    phone_sockets: dict = field(default_factory=dict)

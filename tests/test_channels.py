@@ -6,13 +6,14 @@ import hmac
 import json
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
 from notifier.fcm import FcmChannel
-from tests.endpoints import CadReceiver, FakeFcm
+from tests.endpoints import CadReceiver, FakeFcm, Recorder
 from tests.servers import TAIPEI_101, add_staff, bearer, connect_console, connect_phone, create_user, login, \
     receive, sos_frame, until_type
 from tests.test_eido import SCHEMA_DIR, eido_validator
@@ -195,3 +196,86 @@ async def test_a_process_without_a_channel_leaves_its_rows_to_one_that_has_it(fr
             "SELECT channel, count(*) FROM outbox WHERE alert_id = :a AND done_at IS NULL GROUP BY channel"),
             {"a": raised.alert_id})).all())
     assert pending == {"push": 1, "cad": 1}, "the console row is delivered; push and CAD wait for their process"
+
+
+class SlowCad(Recorder):
+    """A CAD receiver that answers 204 after `delay_s` (longer than the timeout: a dead endpoint)."""
+
+    def __init__(self, delay_s: float):
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.record({"headers": dict(self.headers), "body": body, "at": time.monotonic()})
+                time.sleep(receiver.delay_s)
+                try:
+                    self.send_response(204)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        super().__init__(Handler)
+        self.delay_s = delay_s
+
+
+def cad_settings(*urls: str, **more) -> dict:
+    return {"GUARDIAN_CAD_ENDPOINTS": json.dumps(list(urls)), "GUARDIAN_CAD_SECRET": CAD_SECRET, **more}
+
+
+async def test_a_dead_cad_endpoint_never_delays_another(fresh_server):
+    with SlowCad(delay_s=10) as dead, CadReceiver() as alive:
+        server = fresh_server(**cad_settings(f"{dead.url}/cad", f"{alive.url}/cad"))
+        for _ in range(3):
+            _, token = create_user(server)
+            started = time.monotonic()
+            response = httpx.post(f"{server.url}/v1/sos", json=sos_frame(), headers=bearer(token), timeout=10)
+            assert response.status_code == 201
+            count = len(alive.requests) + 1
+            await asyncio.to_thread(alive.wait_for, count, 3)
+            assert len(alive.requests) == count, "the live endpoint got the alert"
+            assert time.monotonic() - started < 2.0, "without waiting for the dead one"
+
+
+async def test_a_slow_cad_post_is_never_leased_and_posted_twice(fresh_server, engine):
+    """Six alerts waiting when two processes configured for the same endpoint start: the one
+    that leases them posts for longer than the lease, which it renews, so the other never takes
+    (and posts again) a row in flight."""
+    from server import alerts, wire
+    from server.auth import Device
+    from server.config import Settings
+    from tests.conftest import TEST_ENV
+
+    with SlowCad(delay_s=0.8) as cad:
+        url = f"{cad.url}/cad"
+        plain = fresh_server()
+        raising = Settings(database_url=TEST_ENV["GUARDIAN_DATABASE_URL"], cad_endpoints=[url], cad_secret=CAD_SECRET)
+        for _ in range(6):
+            user_id, _ = create_user(plain)
+            async with engine.connect() as connection:
+                device_id = await connection.scalar(sa.text("SELECT device_id FROM devices WHERE user_id = :u"),
+                                                    {"u": user_id})
+            await alerts.raise_alert(engine=engine, settings=raising, device=Device(device_id, uuid.UUID(user_id)),
+                                     sos=wire.SosFields(sos_id=str(uuid.uuid4())))
+        settings = cad_settings(url, GUARDIAN_OUTBOX_LEASE_S="3", GUARDIAN_CAD_TIMEOUT_S="1")
+        fresh_server(**settings), fresh_server(**settings)
+        posts = await asyncio.to_thread(cad.wait_for, 6, 20)
+        await asyncio.sleep(4)  # past a lease: a row leased twice would be posted again by now
+        event_ids = [post["headers"]["X-Guardian-Event-Id"] for post in cad.requests]
+    assert len(posts) >= 6
+    assert sorted(event_ids) == sorted(set(event_ids)), "every event posted once"
+
+
+async def test_an_alert_raised_where_cad_is_not_configured_reaches_cad_through_a_process_that_is(fresh_server):
+    with CadReceiver() as cad:
+        plain = fresh_server()
+        fresh_server(**cad_settings(f"{cad.url}/cad"))
+        _, token = create_user(plain)
+        response = httpx.post(f"{plain.url}/v1/sos", json=sos_frame(), headers=bearer(token), timeout=10)
+        alert_id = response.json()["alert_id"]
+        posts = await asyncio.to_thread(cad.wait_for, 1, 10)
+    assert [json.loads(post["body"])["incidentComponent"]["internalIncidentId"] for post in posts] == [alert_id]
