@@ -67,6 +67,22 @@ async def test_a_row_postgresql_refuses_is_refused_alone_and_the_rest_of_its_flu
     await good.close()
 
 
+async def test_a_seq_past_bigint_is_refused_alone_and_the_other_phone_keeps_streaming(fresh_server, engine):
+    """Refused at validation or at flush time, either way only its own ping is refused."""
+    server = fresh_server(GUARDIAN_FLUSH_INTERVAL_MS="300")
+    (_, bad_token), (good_user, good_token) = create_user(server, name="A"), create_user(server, name="B")
+    bad, _ = await connect_phone(server, bad_token)
+    good, _ = await connect_phone(server, good_token)
+    await bad.send(json.dumps({"type": "ping", **walk(0, 1)[0], "seq": 2**63}))
+    await good.send(json.dumps({"type": "batch", "pings": walk(0, 3)}))
+    error = await receive(bad, timeout_s=10)
+    assert (error["type"], error["code"], error.get("seq")) == ("error", "invalid_field", 2**63)
+    await until_ack(good, 2)
+    assert [row["seq"] for row in await stored_pings(engine, good_user)] == [0, 1, 2]
+    await bad.close()
+    await good.close()
+
+
 async def test_an_http_batch_with_a_row_postgresql_refuses_is_answered_with_its_error(server, engine, poison):
     user_id, token = create_user(server)
     response = httpx.post(f"{server.url}/v1/pings", json=walk(0, 4, poison_seq=2), headers=bearer(token), timeout=10)
