@@ -161,7 +161,7 @@ async def test_the_http_ack_covers_the_sockets_older_pings_only_once_they_are_st
         await ws.send(json.dumps({"type": "batch", "pings": walk(0, 5)}))
         await stall.waiting_flush()
         posted = asyncio.create_task(client.post("/v1/pings", json=walk(5, 2)))
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.0)  # queued behind the stalled flush (reads do not wait for the lock)
         assert await fail_flushes_until_closed(stall, ws) == 1011
     response = await posted
     stored = {row["seq"] for row in await stored_pings(engine, user_id)}
