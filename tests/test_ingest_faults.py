@@ -11,6 +11,7 @@ figures (`pytest -s`).
 import asyncio
 import os
 
+import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -18,8 +19,6 @@ from tests import soak
 from tests.pgcluster import Cluster
 from tests.servers import create_user
 from tests.stall import Stall, asyncpg_dsn
-
-import asyncpg
 
 STREAM_S = float(os.environ.get("GUARDIAN_SOAK_S", "8"))
 PHONES = int(os.environ.get("GUARDIAN_SOAK_PHONES", "20"))
