@@ -56,8 +56,10 @@ async def post_pings(request: Request, device: Annotated[auth.Device, Depends(au
     `errors`, or earlier on the device's socket or in another answer). The request enters
     the device's ledger in this process, shared with its socket: it waits for the socket's
     older pings still in flight, and when storage loses them it fails with them (503:
-    resend the batch). Pings of the device in flight on another server process are not
-    seen here. A ping PostgreSQL refuses at flush time is in `errors`, not stored.
+    resend the batch). Like every cumulative ack it counts the pings the device sent, in
+    seq order: a phone posts its unacknowledged pings oldest first, and `seq` knows of
+    none still in flight on another server process. A ping PostgreSQL refuses at flush
+    time is in `errors`, not stored.
     """
     services = request.app.state.services
     body = await request.body()

@@ -131,7 +131,13 @@ async def store(*, connection: AsyncConnection, rows: Sequence[NewFix]) -> list[
 
 
 async def acked_seq(*, connection: AsyncConnection, device_id: uuid.UUID) -> int:
-    """The highest seq stored for this device, -1 if none."""
+    """The highest seq stored for this device, -1 if none: where the device resumes.
+
+    Every seq below it is stored or was answered with an error, because the ingest commits
+    a device's pings in arrival order and, once a flush of them failed, stores nothing more
+    of that stream (server/ingest.py). The end of the contiguous stored prefix would not
+    need that, but would cost a scan of the device's pings at every connect; this is one
+    index lookup on the (device_id, seq) key."""
     value = await connection.scalar(sa.select(sa.func.max(pings.c.seq)).where(pings.c.device_id == device_id))
     return -1 if value is None else value
 

@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server import history, hotstate, wire
@@ -43,16 +43,26 @@ from server.tasks import Health, cancel_and_wait, supervise
 log = logging.getLogger(__name__)
 
 STORAGE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
-# What PostgreSQL refuses for one row's values (SQLSTATE classes 22 and 23), not for the flush.
-DATA_ERRORS = (DataError, IntegrityError)
+# What PostgreSQL refuses for one row's values, not for the flush: data exceptions and
+# integrity violations. By SQLSTATE class: the driver's adapter raises some of them (22003,
+# a number out of range) as a bare DBAPIError.
+DATA_ERROR_CLASSES = ("22", "23")
 REDIS_WRITE_TIMEOUT_S = 1.0
+
+
+def sqlstate(error: BaseException) -> str | None:
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) or getattr(getattr(original, "__cause__", None), "sqlstate", None)
 
 
 def describe(error: BaseException) -> str:
     """An error for a log line: its type and SQLSTATE, never its message (which may quote data)."""
-    original = getattr(error, "orig", None)
-    sqlstate = getattr(original, "sqlstate", None) or getattr(getattr(original, "__cause__", None), "sqlstate", None)
-    return type(error).__name__ + (f" sqlstate={sqlstate}" if sqlstate else "")
+    code = sqlstate(error)
+    return type(error).__name__ + (f" sqlstate={code}" if code else "")
+
+
+def is_data_error(error: BaseException) -> bool:
+    return isinstance(error, DBAPIError) and (sqlstate(error) or "")[:2] in DATA_ERROR_CLASSES
 
 
 class Item:
@@ -212,7 +222,9 @@ class Ingest:
         halving and refused alone. Raises STORAGE_ERRORS for anything else."""
         try:
             moved = await history.store(connection=await self._connect(), rows=[item.row for item in batch])
-        except DATA_ERRORS as error:
+        except DBAPIError as error:
+            if not is_data_error(error):
+                raise
             if len(batch) == 1:
                 self._refuse(batch[0], error)
                 return []

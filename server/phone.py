@@ -135,7 +135,7 @@ class PhoneSession:
         max_errors = self._services.settings.max_consecutive_errors
         consecutive_errors = 0
         # After a failed ledger the writer closes with 1011 (after the frames before it) and
-        # the reader sees the disconnect; frames read meanwhile are refused `unavailable`.
+        # the reader sees the disconnect.
         while True:
             message = await self._ws.receive()
             if message["type"] == "websocket.disconnect":
@@ -166,6 +166,8 @@ class PhoneSession:
         return wire.decode_frame(text)
 
     def _take(self, intake: Intake, frame) -> None:
+        if self.ledger.failed and isinstance(frame, wire.Ping | wire.Batch):
+            return  # the writer is closing with 1011: the phone resends these from acked_seq
         if isinstance(frame, wire.Ping):
             refusals = intake.take((frame,))
         elif isinstance(frame, wire.Batch):
@@ -269,13 +271,13 @@ class PhoneSession:
                     return
                 if self._outbox:
                     await self._ws.send_text(self._outbox.popleft())
-                elif self.ledger.failed:
-                    await self._ws.close(errors.CLOSE_UNAVAILABLE, "storage unavailable; resend from acked_seq")
-                    return
                 elif self.ledger.progress != self._acked_progress:
                     # Due even if the seq did not move: a duplicate or a resent ping was stored.
                     self._acked_progress = self.ledger.progress
                     await self._ws.send_text(wire.ack(self.ledger.acked_seq))
+                elif self.ledger.failed:
+                    await self._ws.close(errors.CLOSE_UNAVAILABLE, "storage unavailable; resend from acked_seq")
+                    return
                 else:
                     return
         except (WebSocketDisconnect, RuntimeError, OSError) as error:

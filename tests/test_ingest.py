@@ -9,12 +9,20 @@ backend is then terminated (tests/stall.py).
 import asyncio
 import json
 import time
+import uuid
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
+from geo.fix import Fix
+from server import history
+from server.ingest import Ingest, Item
+from server.ledger import Ledger
 from tests.conftest import TEST_ENV
 from tests.servers import bearer, connect_phone, create_user, receive, stored_pings, until_ack
 from tests.stall import Stall
@@ -62,6 +70,22 @@ async def test_a_row_postgresql_refuses_is_refused_alone_and_the_rest_of_its_flu
     await bad.send(json.dumps({"type": "ping", **walk(3, 1)[0]}))
     await until_ack(bad, 3)  # the phone with the bad row is not closed either
     assert [row["seq"] for row in await stored_pings(engine, bad_user)] == [0, 2, 3]
+    assert [row["seq"] for row in await stored_pings(engine, good_user)] == [0, 1, 2]
+    await bad.close()
+    await good.close()
+
+
+async def test_a_seq_past_bigint_is_refused_alone_and_the_other_phone_keeps_streaming(fresh_server, engine):
+    """Refused at validation or at flush time, either way only its own ping is refused."""
+    server = fresh_server(GUARDIAN_FLUSH_INTERVAL_MS="300")
+    (_, bad_token), (good_user, good_token) = create_user(server, name="A"), create_user(server, name="B")
+    bad, _ = await connect_phone(server, bad_token)
+    good, _ = await connect_phone(server, good_token)
+    await bad.send(json.dumps({"type": "ping", **walk(0, 1)[0], "seq": 2**63}))
+    await good.send(json.dumps({"type": "batch", "pings": walk(0, 3)}))
+    error = await receive(bad, timeout_s=10)
+    assert (error["type"], error["code"], error.get("seq")) == ("error", "invalid_field", 2**63)
+    await until_ack(good, 2)
     assert [row["seq"] for row in await stored_pings(engine, good_user)] == [0, 1, 2]
     await bad.close()
     await good.close()
@@ -145,7 +169,7 @@ async def test_the_http_ack_covers_the_sockets_older_pings_only_once_they_are_st
         await ws.send(json.dumps({"type": "batch", "pings": walk(0, 5)}))
         await stall.waiting_flush()
         posted = asyncio.create_task(client.post("/v1/pings", json=walk(5, 2)))
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.0)  # queued behind the stalled flush (reads do not wait for the lock)
         assert await fail_flushes_until_closed(stall, ws) == 1011
     response = await posted
     stored = {row["seq"] for row in await stored_pings(engine, user_id)}
@@ -153,3 +177,40 @@ async def test_the_http_ack_covers_the_sockets_older_pings_only_once_they_are_st
         assert set(range(response.json()["seq"] + 1)) <= stored, (response.json(), stored)
     else:
         assert (response.status_code, response.json()["code"]) == (503, "unavailable")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bad=st.lists(st.booleans(), min_size=1, max_size=60))
+async def test_a_flush_stores_every_good_row_in_order_and_refuses_each_bad_one(engine, redis, poison, bad):
+    """The ingest itself, in this process, on the real database: bad rows anywhere in a flush."""
+    ingest = Ingest(engine=engine, redis=redis, flush_max_rows=1000, flush_interval_ms=20, queue_rows=10_000)
+    device_id, user_id, now = uuid.uuid4(), uuid.uuid4(), datetime.now(UTC)
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("INSERT INTO users (user_id, name, phone) VALUES (:user, 'P', '0912345678')"),
+                                 {"user": user_id})
+        await connection.execute(sa.text("INSERT INTO devices (device_id, user_id, token_sha256) "
+                                         "VALUES (:device, :user, :digest)"),
+                                 {"device": device_id, "user": user_id, "digest": device_id.bytes * 2})
+    ledger, refused = Ledger(-1), []
+    items = [
+        Item(history.NewFix(device_id=device_id, user_id=user_id, seq=seq, received_at=now, suspect=None,
+                            fix=Fix(lat=TAIPEI_101[0] + seq * 1e-5, lon=TAIPEI_101[1], ts=now, accuracy_m=5.0,
+                                    battery_pct=POISON_BATTERY_PCT if poisoned else 80.0)),
+             ledger, ledger.expect(seq), refused.append)
+        for seq, poisoned in enumerate(bad)
+    ]
+    ingest.start()
+    try:
+        ingest.admit(items)
+        async with asyncio.timeout(10):
+            while ledger.pending:
+                await asyncio.sleep(0.01)
+    finally:
+        await ingest.close()
+    async with engine.connect() as connection:
+        stored = (await connection.scalars(
+            sa.text("SELECT seq FROM pings WHERE device_id = :device ORDER BY seq"), {"device": device_id})).all()
+    assert stored == [seq for seq, poisoned in enumerate(bad) if not poisoned]
+    assert [(refusal.code, refusal.seq) for refusal in refused] == \
+        [("invalid_field", seq) for seq, poisoned in enumerate(bad) if poisoned]
+    assert ledger.acked_seq == len(bad) - 1 and not ledger.failed

@@ -3,6 +3,8 @@
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server.ledger import Ledger, Ledgers
 
@@ -94,3 +96,28 @@ def test_a_failed_ledger_is_replaced_for_the_next_user():
     assert fresh is not failed and not fresh.failed
     ledgers.release(device, failed)  # the old user leaving does not take the new ledger away
     assert ledgers.open(device, -1) is fresh
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 3)), min_size=1, max_size=30), st.randoms())
+def test_the_ack_covers_only_settled_pings_and_reaches_the_last_one(pings, random):
+    """Pings sent in seq order (some with gaps between seqs), some refused at once, the others
+    settled in any order: the ack never passes an unsettled one, and every settle of a stored
+    ping makes an ack due."""
+    ledger, _ = make()
+    seq, waiting = -1, []
+    for refused, skip in pings:
+        seq += 1 + skip
+        if refused:
+            ledger.answered(seq)
+        else:
+            waiting.append(ledger.expect(seq))
+    random.shuffle(waiting)
+    for entry in waiting:
+        progress = ledger.progress
+        entry.store()
+        ledger.advance()
+        unsettled = [other.seq for other in waiting if not other.settled]
+        assert not unsettled or ledger.acked_seq < min(unsettled)
+        assert ledger.progress >= progress + (entry.seq <= ledger.acked_seq)
+    assert ledger.acked_seq == seq and ledger.pending == 0
