@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv/bin
 DATABASES := guardian guardian_test
 
-.PHONY: run test bench setup services migrate jurisdictions
+.PHONY: run test bench soak setup services migrate jurisdictions
 
 setup:
 	@bash ops/setup.sh
@@ -33,3 +33,13 @@ bench: services
 	@GUARDIAN_DATABASE_URL=$(BENCH_DATABASE_URL) $(VENV)/guardian jurisdictions demo
 	@ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
 	  GUARDIAN_BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(VENV)/python -m load bench $(BENCH_ARGS)
+
+# The fault and fuzz tests, run long: phones with offline buffers through PostgreSQL crashes, killed
+# backends and stalled flushes, and the wire fuzzed harder. Prints a `soak ...` line per fault run
+# (pings acknowledged, faults injected, lost / gap / duplicate counts).
+SOAK_S ?= 120
+SOAK_EXAMPLES ?= 2000
+soak: services
+	@ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; GUARDIAN_SOAK_S=$(SOAK_S) GUARDIAN_FUZZ_EXAMPLES=$(SOAK_EXAMPLES) \
+	  $(VENV)/python -m pytest tests/test_ingest_faults.py tests/test_fuzz.py -s -q --timeout=0 -p no:cacheprovider \
+	  | grep -E '^soak |^fuzz |passed|failed'
