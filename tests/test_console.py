@@ -431,7 +431,8 @@ async def test_a_snapshot_larger_than_a_clients_frame_limit_comes_in_parts(serve
     async with engine.begin() as connection:
         await connection.execute(sa.text(
             "INSERT INTO alert_notes (alert_id, author, text) "
-            "SELECT a, 'xinyi-desk', repeat('x', 2000) FROM unnest(CAST(:ids AS uuid[])) AS a, generate_series(1, 100)"),
+            "SELECT a, 'xinyi-desk', repeat('x', 2000) "
+            "FROM unnest(CAST(:ids AS uuid[])) AS a, generate_series(1, 100)"),
             {"ids": alert_ids})
     console = await websockets.connect(f"{server.ws_url}/v1/console",
                                        additional_headers=bearer(login(server, "xinyi-desk")), origin=server.url)
