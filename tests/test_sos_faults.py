@@ -99,9 +99,10 @@ async def test_sos_while_redis_is_down_is_acknowledged_and_reaches_consoles(fres
 
 
 async def test_sos_while_postgresql_is_down_gets_an_error_and_the_retry_succeeds(fresh_server, engine):
+    database = TEST_ENV["GUARDIAN_DATABASE_URL"].rsplit("/", 1)[1]  # this run's test database
     with CuttableProxy(target_port=5432) as proxy:
         server = fresh_server(
-            GUARDIAN_DATABASE_URL=f"postgresql+asyncpg://guardian:guardian@127.0.0.1:{proxy.port}/guardian_test")
+            GUARDIAN_DATABASE_URL=f"postgresql+asyncpg://guardian:guardian@127.0.0.1:{proxy.port}/{database}")
         user_id, token = create_user(server)
         phone, _ = await connect_phone(server, token)
         frame = sos_frame()
