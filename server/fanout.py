@@ -104,8 +104,9 @@ class Fanout(OwnedTask):
         listed = {alert.alert_id for alert in unfinished}
         for alert in unfinished:
             self._note(alert.alert_id, alert.user_id, Watch(alert.precincts, alert.phone_status, alert.updated_at))
+        kept = listed | self._heard
         for user_id, alerts in list(self.watched.items()):
-            for alert_id in [alert_id for alert_id in alerts if alert_id not in listed | self._heard]:
+            for alert_id in [alert_id for alert_id in alerts if alert_id not in kept]:
                 del alerts[alert_id]
             if not alerts:
                 del self.watched[user_id]
