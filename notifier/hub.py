@@ -23,8 +23,8 @@ class Event:
     frame: dict  # what a console receives
     event_id: str | None = None
     phone_status: str | None = None
-    text: str = ""
-    finished: bool = False  # the alert is resolved or cancelled: its consoles get no more of its moves  # the frame as JSON, encoded once for every console that gets it
+    text: str = ""  # the frame as JSON, encoded once for every console that gets it
+    finished: bool = False  # the alert is resolved or cancelled: its consoles get no more of its moves
 
 
 RESYNC = Event(type="resync", alert_id="", user_id="", precincts=(), frame={})

@@ -74,7 +74,8 @@ def decode(text: str) -> ConsoleFrame:
 
 def snapshot_frames(alerts_shown: list[dict], *, max_bytes: int = SNAPSHOT_FRAME_BYTES) -> list[str]:
     """The snapshot as one frame, or as `snapshot` then `snapshot_more` frames of at most
-    `max_bytes` each (an alert is never split)."""
+    `max_bytes` each. An alert is never split: each must fit in a frame of its own, as every
+    Alert does (alertview bounds the notes it shows)."""
     encoded = [wire.encode(alert) for alert in alerts_shown]
     pages: list[list[str]] = [[]]
     size = 0

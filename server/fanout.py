@@ -104,8 +104,9 @@ class Fanout(OwnedTask):
         listed = {alert.alert_id for alert in unfinished}
         for alert in unfinished:
             self._note(alert.alert_id, alert.user_id, Watch(alert.precincts, alert.phone_status, alert.updated_at))
+        kept = listed | self._heard
         for user_id, alerts in list(self.watched.items()):
-            for alert_id in [alert_id for alert_id in alerts if alert_id not in listed | self._heard]:
+            for alert_id in [alert_id for alert_id in alerts if alert_id not in kept]:
                 del alerts[alert_id]
             if not alerts:
                 del self.watched[user_id]
@@ -190,6 +191,16 @@ class Fanout(OwnedTask):
         """redis-py reconnected the subscription by itself: what was published meanwhile is gone."""
         self._stale.set()
 
+    async def _abandon(self, pubsub) -> None:
+        """Drop a subscription without a round trip: its link may be the half-open one."""
+        connection = pubsub.connection
+        if connection is not None:
+            pubsub.connection = None
+            connection.deregister_connect_callback(self._reconnected)
+            connection.deregister_connect_callback(pubsub.on_connect)
+            await connection.disconnect(nowait=True)
+            await pubsub.connection_pool.release(connection)
+
     async def _listen(self, pubsub) -> None:
         last_heard = asyncio.get_running_loop().time()
         last_ping = last_heard
@@ -221,22 +232,21 @@ class Fanout(OwnedTask):
         the subscription may have missed something."""
         lost = False
         while True:
+            pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
-                async with asyncio.timeout(KEEPALIVE_DEADLINE_S):
-                    pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
-                    await pubsub.subscribe(self._channel)
-                pubsub.connection.register_connect_callback(self._reconnected)
-                self._stale.clear()
-                if lost:
-                    # What other processes published meanwhile is gone: consoles reload.
-                    log.warning("event subscription restored; consoles resync")
-                    self.hub.resync()
-                    lost = False
                 try:
+                    async with asyncio.timeout(KEEPALIVE_DEADLINE_S):
+                        await pubsub.subscribe(self._channel)
+                    pubsub.connection.register_connect_callback(self._reconnected)
+                    self._stale.clear()
+                    if lost:
+                        # What other processes published meanwhile is gone: consoles reload.
+                        log.warning("event subscription restored; consoles resync")
+                        self.hub.resync()
+                        lost = False
                     await self._listen(pubsub)
                 finally:
-                    pubsub.connection.deregister_connect_callback(self._reconnected)
-                    await _abandon(pubsub)
+                    await self._abandon(pubsub)
             except (RedisError, OSError, TimeoutError, SubscriptionLost) as error:
                 reason = str(error) if isinstance(error, SubscriptionLost) else describe(error)
                 log.warning("event subscription lost (%s); retrying", reason)
@@ -244,12 +254,3 @@ class Fanout(OwnedTask):
                 # Pooled connections died with it; a stale one would hang the next subscribe.
                 await self._subscriber.connection_pool.disconnect()
                 await asyncio.sleep(RESUBSCRIBE_DELAY_S)
-
-
-async def _abandon(pubsub) -> None:
-    """Drop a subscription without a round trip: its link may be the half-open one."""
-    if pubsub.connection is not None:
-        pubsub.connection.deregister_connect_callback(pubsub.on_connect)
-        await pubsub.connection.disconnect(nowait=True)
-        await pubsub.connection_pool.release(pubsub.connection)
-        pubsub.connection = None

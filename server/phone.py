@@ -221,7 +221,8 @@ class PhoneSession:
     def _report_fast(self, alert_id: str) -> None:
         if alert_id not in self._fast:
             self._fast.add(alert_id)
-            self._send(wire.encode({"type": "report_interval", "interval_s": self._services.settings.sos_report_interval_s,
+            self._send(wire.encode({"type": "report_interval",
+                                    "interval_s": self._services.settings.sos_report_interval_s,
                                     "alert_id": alert_id}))
 
     def _report_slow(self, alert_id: str) -> None:

@@ -10,7 +10,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import websockets
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.exceptions import InvalidStatus
+
+from server.console import snapshot_frames
 
 from tests.servers import (TAIPEI_101, add_staff, bearer, connect_console, connect_phone, create_user, login, quiet,
                            sos_frame, until_ack, until_type)
@@ -431,7 +435,8 @@ async def test_a_snapshot_larger_than_a_clients_frame_limit_comes_in_parts(serve
     async with engine.begin() as connection:
         await connection.execute(sa.text(
             "INSERT INTO alert_notes (alert_id, author, text) "
-            "SELECT a, 'xinyi-desk', repeat('x', 2000) FROM unnest(CAST(:ids AS uuid[])) AS a, generate_series(1, 100)"),
+            "SELECT a, 'xinyi-desk', repeat('x', 2000) "
+            "FROM unnest(CAST(:ids AS uuid[])) AS a, generate_series(1, 100)"),
             {"ids": alert_ids})
     console = await websockets.connect(f"{server.ws_url}/v1/console",
                                        additional_headers=bearer(login(server, "xinyi-desk")), origin=server.url)
@@ -447,3 +452,18 @@ async def test_a_snapshot_larger_than_a_clients_frame_limit_comes_in_parts(serve
         shown += [alert["alert_id"] for alert in frame["alerts"]]
     assert frame["more"] is False and sorted(shown) == sorted(alert_ids)
     await console.close()
+
+
+@pytest.mark.no_services
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=15_000), max_size=40), st.integers(min_value=35_000,
+                                                                                     max_value=200_000))
+def test_snapshot_parts_stay_within_their_size_and_keep_every_alert_in_order(note_sizes, max_bytes):
+    shown = [{"alert_id": str(index), "note": "é" * size} for index, size in enumerate(note_sizes)]
+    frames = snapshot_frames(shown, max_bytes=max_bytes)
+    assert all(len(frame.encode()) <= max_bytes for frame in frames)
+    decoded = [json.loads(frame) for frame in frames]
+    assert [frame["type"] for frame in decoded] == ["snapshot"] + ["snapshot_more"] * (len(frames) - 1)
+    assert [alert for frame in decoded for alert in frame["alerts"]] == shown
+    if len(frames) > 1:
+        assert [frame["more"] for frame in decoded] == [True] * (len(frames) - 1) + [False]

@@ -1,13 +1,18 @@
 """The Redis fan-out between server processes, against the real Redis."""
 
 import asyncio
+import json
+from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
 from notifier.hub import ConsoleSubscriber, Hub, Mailbox
+from server.alerts import Unfinished
 from server.alertview import View
 from server.fanout import Fanout
 from tests.conftest import TEST_ENV
+from tests.proxy import CuttableProxy
+from tests.servers import add_staff, connect_console, connect_phone, create_user, login, sos_frame, until_type
 
 OTHER_DATABASE = 13  # another deployment on the same Redis server
 
@@ -43,3 +48,86 @@ async def test_processes_hear_each_others_alerts_but_another_redis_database_neve
             await fanout.close()
             for client in clients:
                 await client.aclose()
+
+
+def alert_view(alert_id: str, status: str, at: datetime, *, user_id: str = "u1") -> View:
+    alert = {"alert_id": alert_id, "status": status, "updated_at": at.isoformat()}
+    return View(alert=alert, user_id=user_id, precincts=("xinyi",), phone_status=status, status=status)
+
+
+async def test_a_read_from_before_an_alert_ended_does_not_bring_back_its_live_track():
+    """The sweeper read the unfinished alerts, a dispatcher resolved one, then the read landed."""
+    fanout, _, clients = fanout_on(TEST_ENV["GUARDIAN_REDIS_URL"])
+    try:
+        opened_at = datetime.now(UTC)
+        read = [Unfinished("a1", "u1", ("xinyi",), "open", opened_at),
+                Unfinished("a2", "u1", ("daan",), "open", opened_at)]
+        fanout.watch(read)
+        assert sorted(fanout.watched["u1"]) == ["a1", "a2"], "every unfinished alert of the user"
+        await fanout.publish_alert(alert_view("a1", "resolved", opened_at + timedelta(seconds=1)), kind="updated",
+                                   event_id="e1")
+        fanout.watch(read)  # the stale read
+        assert sorted(fanout.watched["u1"]) == ["a2"]
+        await fanout.publish_alert(alert_view("a3", "open", opened_at + timedelta(seconds=2)), kind="opened",
+                                   event_id="e2")
+        fanout.watch(read)  # a read that began before a3 was committed
+        assert sorted(fanout.watched["u1"]) == ["a2", "a3"]
+    finally:
+        await fanout.close()
+        for client in clients:
+            await client.aclose()
+
+
+async def shown_within(console, alert_id: str, *, timeout_s: float) -> bool:
+    """Whether the console is shown the alert within the time: live, or in a (resync's) snapshot."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                frame = json.loads(await console.recv())
+                if frame["type"] in ("snapshot", "snapshot_more"):
+                    if alert_id in {alert["alert_id"] for alert in frame["alerts"]}:
+                        return True
+                elif frame["type"] == "alert_opened" and frame["alert"]["alert_id"] == alert_id:
+                    return True
+    except TimeoutError:
+        return False
+
+
+class HalfOpenProxy(CuttableProxy):
+    """`strand()` leaves every open link connected at both ends but carrying nothing, forever (a
+    host lost behind a partition: no error, no close); new links work."""
+
+    _generation = 0
+
+    async def _pipe(self, reader, writer) -> None:
+        born = self._generation
+        try:
+            while data := await reader.read(65536):
+                if self._generation == born:
+                    writer.write(data)
+                    await writer.drain()
+        finally:
+            writer.transport.abort()
+            self._writers.discard(writer)
+
+    def strand(self) -> None:
+        self._loop.call_soon_threadsafe(setattr, self, "_generation", self._generation + 1)
+
+
+async def test_a_silently_dead_subscription_is_noticed_and_its_consoles_resync(fresh_server, engine):
+    """The second process's links to Redis go half-open: its consoles must still get the alert
+    the first process raises (live after it resubscribes, or in the resync's snapshot)."""
+    redis_url = TEST_ENV["GUARDIAN_REDIS_URL"]
+    with HalfOpenProxy(target_port=int(redis_url.rsplit(":", 1)[1].split("/")[0])) as proxy:
+        first = fresh_server()
+        second = fresh_server(GUARDIAN_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/{redis_url.rsplit('/', 1)[1]}")
+        await add_staff(engine, "command", role="command")
+        console, _ = await connect_console(second, login(second, "command"))
+        _, token = create_user(first)
+        phone, _ = await connect_phone(first, token)
+        proxy.strand()
+        await phone.send(json.dumps(sos_frame()))
+        alert_id = (await until_type(phone, "sos_ack"))["alert_id"]
+        assert await shown_within(console, alert_id, timeout_s=10.0), "the half-open subscription went unnoticed"
+        for ws in (console, phone):
+            await ws.close()

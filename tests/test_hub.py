@@ -60,3 +60,14 @@ async def test_phones_hear_only_their_users_events():
     hub.remove_phone("u1", heard.append)
     hub.publish(event(user_id="u1"))
     assert [item.user_id for item in heard] == ["u1"]
+
+
+async def test_a_console_told_an_alert_ended_gets_no_more_of_its_moves():
+    hub, desk = Hub(), console()
+    hub.add_console(desk)
+    hub.publish(event("a1"))
+    hub.publish(Event(type="alert_updated", alert_id="a1", user_id="u1", precincts=("xinyi",), frame={},
+                      finished=True))
+    hub.publish(event("a1", type="alert_location"))
+    assert [(await desk.mailbox.get()).type for _ in range(2)] == ["alert_opened", "alert_updated"]
+    assert desk.mailbox._queue.empty() and desk.ended_alerts == {"a1"}

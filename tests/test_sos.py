@@ -1,5 +1,6 @@
 """SOS on the phone socket and over HTTP: committed before sos_ack, idempotent, never filtered."""
 
+import asyncio
 import json
 import time
 import uuid
@@ -319,3 +320,57 @@ async def test_the_view_returned_with_the_sos_commit_is_the_view_the_consoles_re
                                       track_points=settings.alert_track_points)
     assert raised.view == read
     assert len(read.alert["track"]) == 3 and read.alert["precinct"]["id"] and read.alert["user"]["user_id"] == user_id
+
+
+async def escalated(console, alert_id: str, timeout_s: float = 10.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while True:
+            frame = await receive(console, timeout_s)
+            if frame["type"] == "alert_updated" and frame["alert"]["alert_id"] == alert_id \
+                    and frame["alert"]["escalation_level"] >= 1:
+                return
+
+
+def as_the_phone_sees(frames: list[dict], alert_id: str) -> list[dict]:
+    """Frames with the ids (which differ by design: two users, two SOS) blanked out."""
+    return [{key: ("<id>" if value == alert_id or key == "sos_id" else value) for key, value in frame.items()}
+            for frame in frames]
+
+
+async def test_a_duress_cancel_looks_to_the_phone_exactly_like_a_normal_one(fresh_server, engine):
+    """The same frames in the same order after each PIN, while the dispatchers act on the duress
+    alert (acknowledge, note, an escalation), and again after the phone reconnects."""
+    from tests.servers import add_staff, connect_console, login
+
+    server = fresh_server(GUARDIAN_ESCALATE_AFTER_S="0.5", GUARDIAN_SWEEP_INTERVAL_S="0.2")
+    await add_staff(engine, "command", role="command")
+    console, _ = await connect_console(server, login(server, "command"))
+    heard = {}
+    for pin in ("1234", "9999"):
+        _, token = create_user(server)
+        assert set_pins(server, token).status_code == 204
+        ws, _ = await connect_phone(server, token)
+        await ws.send(json.dumps(sos_frame()))
+        frames = [await receive(ws), await receive(ws)]  # sos_ack, report_interval
+        alert_id = frames[0]["alert_id"]
+        await ws.send(json.dumps({"type": "sos_cancel", "alert_id": alert_id, "pin": pin}))
+        frames += await quiet(ws, 1.0)
+        if pin == "9999":
+            await escalated(console, alert_id)
+        for action in ({"type": "ack", "alert_id": alert_id},
+                       {"type": "note", "alert_id": alert_id, "text": "unit on its way"}):
+            await console.send(json.dumps(action))
+        frames += await quiet(ws, 1.0)
+        await ws.close()
+        ws, welcome = await connect_phone(server, token)
+        frames += [{"type": "welcome"}] + await quiet(ws, 1.0)
+        await ws.close()
+        heard[pin] = as_the_phone_sees(frames, alert_id)
+    async with engine.connect() as connection:
+        duress = (await connection.execute(sa.text(
+            "SELECT status, duress, escalation_level FROM alerts WHERE duress"))).one()
+    assert duress[:2] == ("acknowledged", True) and duress[2] >= 1, "the dispatchers saw the duress alert go on"
+    assert heard["9999"] == heard["1234"]
+    assert [frame["type"] for frame in heard["1234"]] == [
+        "sos_ack", "report_interval", "alert_status", "report_interval", "welcome"]
+    await console.close()

@@ -6,6 +6,7 @@ import time
 import uuid
 
 import sqlalchemy as sa
+import websockets
 
 from server import alerts, wire
 from server.auth import Device
@@ -98,9 +99,10 @@ async def test_sos_while_redis_is_down_is_acknowledged_and_reaches_consoles(fres
 
 
 async def test_sos_while_postgresql_is_down_gets_an_error_and_the_retry_succeeds(fresh_server, engine):
+    database = TEST_ENV["GUARDIAN_DATABASE_URL"].rsplit("/", 1)[1]  # this run's test database
     with CuttableProxy(target_port=5432) as proxy:
         server = fresh_server(
-            GUARDIAN_DATABASE_URL=f"postgresql+asyncpg://guardian:guardian@127.0.0.1:{proxy.port}/guardian_test")
+            GUARDIAN_DATABASE_URL=f"postgresql+asyncpg://guardian:guardian@127.0.0.1:{proxy.port}/{database}")
         user_id, token = create_user(server)
         phone, _ = await connect_phone(server, token)
         frame = sos_frame()
@@ -158,3 +160,98 @@ async def receive_sos_answer(phone) -> dict:
         frame = json.loads(await asyncio.wait_for(phone.recv(), 10))
         if frame["type"] in ("sos_ack", "error"):
             return frame
+
+
+PHONES, SOS_PER_PHONE = 4, 5
+
+
+async def sos_until_acknowledged(phone, frame: dict, attempts: int = 20) -> dict:
+    """Send an SOS and resend the same frame until it is acknowledged, as the phone app does."""
+    for _ in range(attempts):
+        await phone.send(json.dumps(frame))
+        answer = await receive_sos_answer(phone)
+        if answer["type"] == "sos_ack":
+            assert answer["sos_id"] == frame["sos_id"]
+            return answer
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"SOS {frame['sos_id']} never acknowledged")
+
+
+async def collect(console, into: list[dict]) -> None:
+    try:
+        while True:
+            into.append(json.loads(await console.recv()))
+    except websockets.ConnectionClosed:
+        return
+
+
+def alerts_in(frames: list[dict]) -> tuple[set[str], dict[str, int]]:
+    """Every alert a console was shown (live or in a snapshot), and how often each came as alert_opened."""
+    shown, opened = set(), {}
+    for frame in frames:
+        if frame["type"] in ("snapshot", "snapshot_more"):
+            shown.update(alert["alert_id"] for alert in frame["alerts"])
+        elif frame["type"] == "alert_opened":
+            alert_id = frame["alert"]["alert_id"]
+            shown.add(alert_id)
+            opened[alert_id] = opened.get(alert_id, 0) + 1
+    return shown, opened
+
+
+async def test_sos_stream_through_a_redis_cut_and_a_flush_keeps_every_invariant(fresh_server, engine, redis):
+    """Phones on two processes raise SOS while Redis is cut, comes back, and is flushed. Counted
+    afterwards: every acknowledged SOS stored once, every retry answered with the same alert,
+    every console shown every alert, none twice as new."""
+    database = TEST_ENV["GUARDIAN_REDIS_URL"].rsplit("/", 1)[1]
+    with CuttableProxy(target_port=6379) as proxy:
+        url = f"redis://127.0.0.1:{proxy.port}/{database}"
+        servers = [fresh_server(GUARDIAN_REDIS_URL=url), fresh_server(GUARDIAN_REDIS_URL=url)]
+        await add_staff(engine, "command", role="command")
+        consoles = [(await connect_console(server, login(server, "command")))[0] for server in servers for _ in "ab"]
+        heard: list[list[dict]] = [[] for _ in consoles]
+        collectors = [asyncio.create_task(collect(console, frames)) for console, frames in zip(consoles, heard)]
+        phones = []
+        for index in range(PHONES):
+            _, token = create_user(servers[index % 2], name=f"Phone {index}")
+            phones.append((await connect_phone(servers[index % 2], token))[0])
+        sent: list[list[dict]] = [[] for _ in phones]
+        acks: dict[str, str] = {}
+
+        async def stream(index: int) -> None:
+            for _ in range(SOS_PER_PHONE):
+                frame = sos_frame()
+                sent[index].append(frame)
+                acks[frame["sos_id"]] = (await sos_until_acknowledged(phones[index], frame))["alert_id"]
+                await asyncio.sleep(0.6)
+
+        async def faults() -> None:
+            await asyncio.sleep(0.8)
+            proxy.cut()
+            await asyncio.sleep(1.2)
+            proxy.restore()
+            await asyncio.sleep(0.8)
+            await redis.flushdb()
+
+        await asyncio.gather(faults(), *(stream(index) for index in range(PHONES)))
+        for index, phone in enumerate(phones):  # every SOS resent after the faults
+            for frame in sent[index]:
+                assert (await sos_until_acknowledged(phone, frame))["alert_id"] == acks[frame["sos_id"]]
+        assert len(acks) == PHONES * SOS_PER_PHONE
+
+        async with engine.connect() as connection:
+            stored = dict((await connection.execute(sa.text(
+                "SELECT CAST(sos_id AS text), count(*) FROM alerts GROUP BY sos_id"))).all())
+        assert stored == {sos_id: 1 for sos_id in acks}, "every acknowledged SOS stored once, nothing else"
+
+        expected = set(acks.values())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(alerts_in(frames)[0] >= expected for frames in heard):
+            await asyncio.sleep(0.2)
+        for number, frames in enumerate(heard):
+            shown, opened = alerts_in(frames)
+            assert expected - shown == set(), f"console {number} never shown {len(expected - shown)} alerts"
+            assert {alert_id: count for alert_id, count in opened.items() if count > 1} == {}, \
+                f"console {number} was told of an alert as new twice"
+        for ws in (*consoles, *phones):
+            await ws.close()
+        await asyncio.gather(*collectors)
