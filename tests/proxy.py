@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+from urllib.parse import urlsplit, urlunsplit
 
 from tests.servers import free_port
 
@@ -89,3 +90,18 @@ class CuttableProxy:
 
     def restore(self) -> None:
         self._loop.call_soon_threadsafe(setattr, self, "_open", True)
+
+
+def through(proxy, url: str) -> str:
+    """`url` (a database or Redis URL of the tests) reached by way of `proxy`: same credentials,
+    database and options, the proxy's address."""
+    parts = urlsplit(url)
+    credentials = parts.netloc.rpartition("@")[0]
+    address = f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=f"{credentials}@{address}" if credentials else address))
+
+
+def port_of(url: str) -> int:
+    """The port a test service URL points at (its scheme's default if none)."""
+    parts = urlsplit(url)
+    return parts.port or {"redis": 6379}.get(parts.scheme, 5432)

@@ -11,10 +11,11 @@ from server.alerts import Unfinished
 from server.alertview import View
 from server.fanout import Fanout
 from tests.conftest import TEST_ENV
-from tests.proxy import CuttableProxy
+from tests.proxy import CuttableProxy, port_of, through
 from tests.servers import add_staff, connect_console, connect_phone, create_user, login, sos_frame, until_type
 
-OTHER_DATABASE = 13  # another deployment on the same Redis server
+# Another deployment on the same Redis server: the index after this run's own.
+OTHER_DATABASE = (int(TEST_ENV["GUARDIAN_REDIS_URL"].rsplit("/", 1)[1]) + 1) % 16
 
 
 def fanout_on(url: str) -> tuple[Fanout, ConsoleSubscriber, list[Redis]]:
@@ -118,9 +119,9 @@ async def test_a_silently_dead_subscription_is_noticed_and_its_consoles_resync(f
     """The second process's links to Redis go half-open: its consoles must still get the alert
     the first process raises (live after it resubscribes, or in the resync's snapshot)."""
     redis_url = TEST_ENV["GUARDIAN_REDIS_URL"]
-    with HalfOpenProxy(target_port=int(redis_url.rsplit(":", 1)[1].split("/")[0])) as proxy:
+    with HalfOpenProxy(target_port=port_of(redis_url)) as proxy:
         first = fresh_server()
-        second = fresh_server(GUARDIAN_REDIS_URL=f"redis://127.0.0.1:{proxy.port}/{redis_url.rsplit('/', 1)[1]}")
+        second = fresh_server(GUARDIAN_REDIS_URL=through(proxy, redis_url))
         await add_staff(engine, "command", role="command")
         console, _ = await connect_console(second, login(second, "command"))
         _, token = create_user(first)

@@ -7,11 +7,10 @@ import sys
 import time
 
 import pytest
-from sqlalchemy.engine import make_url
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import TEST_ENV
-from tests.proxy import CuttableProxy
+from tests.proxy import CuttableProxy, port_of, through
 from tests.servers import ServerProcess, connect_phone, create_user, last_location_row, stored_pings, until_ack
 
 TAIPEI_101 = (25.0339, 121.5645)
@@ -98,16 +97,10 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_ping(fresh_server, engin
     assert [row["seq"] for row in await stored_pings(engine, user_id)] == list(range(STREAM_PINGS))
 
 
-def through(proxy: CuttableProxy) -> str:
-    """The test database's URL, by way of the proxy (the same database the `engine` fixture reads)."""
-    url = make_url(TEST_ENV["GUARDIAN_DATABASE_URL"]).set(host="127.0.0.1", port=proxy.port)
-    return url.render_as_string(hide_password=False)
-
-
 async def test_lost_database_closes_the_stream_without_false_acks_and_the_resend_completes(fresh_server, engine):
-    with CuttableProxy(target_port=make_url(TEST_ENV["GUARDIAN_DATABASE_URL"]).port or 5432) as proxy:
+    with CuttableProxy(target_port=port_of(TEST_ENV["GUARDIAN_DATABASE_URL"])) as proxy:
         server = fresh_server(
-            GUARDIAN_DATABASE_URL=through(proxy),
+            GUARDIAN_DATABASE_URL=through(proxy, TEST_ENV["GUARDIAN_DATABASE_URL"]),
             GUARDIAN_RATE_PINGS_PER_S="100000",
             GUARDIAN_RATE_BURST_PINGS="100000",
         )
@@ -171,10 +164,10 @@ async def test_a_stopped_redis_delays_only_the_hot_copy(fresh_server, engine, re
     server = fresh_server()
     user_id, token = create_user(server)
     server.stop()
-    server.env["GUARDIAN_REDIS_URL"] = "redis://127.0.0.1:1/15"  # nothing listens on port 1
+    server.env["GUARDIAN_REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens on port 1
     with pytest.raises(RuntimeError):
         server.start()  # a missing service at start-up fails loudly
-    server.env["GUARDIAN_REDIS_URL"] = "redis://127.0.0.1:6379/15"
+    server.env["GUARDIAN_REDIS_URL"] = TEST_ENV["GUARDIAN_REDIS_URL"]
     server.start()
     await redis.flushdb()  # the wipe happens while serving: hot copies go missing, storage does not
     await send_fix(server, token, 25.04)

@@ -2,21 +2,13 @@
 
 import asyncio
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import sqlalchemy as sa
 
 from tests.conftest import TEST_ENV
-from tests.proxy import CuttableProxy
+from tests.proxy import CuttableProxy, port_of, through
 from tests.servers import add_staff, bearer, create_user, sos_frame
-
-
-def through(proxy: CuttableProxy) -> str:
-    """The test database's URL, reached through the proxy."""
-    parts = urlsplit(TEST_ENV["GUARDIAN_DATABASE_URL"])
-    credentials = parts.netloc.rpartition("@")[0]
-    return urlunsplit(parts._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}"))
 
 
 async def test_http_sos_is_answered_while_the_main_pool_is_exhausted(fresh_server, engine):
@@ -41,8 +33,8 @@ async def test_http_sos_is_answered_while_the_main_pool_is_exhausted(fresh_serve
 
 
 async def test_http_sos_answers_503_unavailable_not_500_while_postgresql_is_unreachable(fresh_server):
-    with CuttableProxy(5432) as proxy:
-        server = fresh_server(GUARDIAN_DATABASE_URL=through(proxy))
+    with CuttableProxy(port_of(TEST_ENV["GUARDIAN_DATABASE_URL"])) as proxy:
+        server = fresh_server(GUARDIAN_DATABASE_URL=through(proxy, TEST_ENV["GUARDIAN_DATABASE_URL"]))
         _, token = create_user(server)
         proxy.cut()
         async with httpx.AsyncClient(timeout=30) as client:

@@ -12,7 +12,7 @@ from server import alerts, wire
 from server.auth import Device
 from server.config import Settings
 from tests.conftest import TEST_ENV
-from tests.proxy import CuttableProxy
+from tests.proxy import CuttableProxy, port_of, through
 from tests.servers import add_staff, connect_console, connect_phone, create_user, login, quiet, sos_frame, until_type
 
 
@@ -75,8 +75,8 @@ async def test_sigkill_right_after_sos_ack_loses_nothing(fresh_server, engine):
 
 
 async def test_sos_while_redis_is_down_is_acknowledged_and_reaches_consoles(fresh_server, engine):
-    with CuttableProxy(target_port=6379) as proxy:
-        redis_url = f"redis://127.0.0.1:{proxy.port}/15"
+    with CuttableProxy(target_port=port_of(TEST_ENV["GUARDIAN_REDIS_URL"])) as proxy:
+        redis_url = through(proxy, TEST_ENV["GUARDIAN_REDIS_URL"])
         first, second = fresh_server(GUARDIAN_REDIS_URL=redis_url), fresh_server(GUARDIAN_REDIS_URL=redis_url)
         await add_staff(engine, "command", role="command")
         local, _ = await connect_console(first, login(first, "command"))
@@ -99,10 +99,8 @@ async def test_sos_while_redis_is_down_is_acknowledged_and_reaches_consoles(fres
 
 
 async def test_sos_while_postgresql_is_down_gets_an_error_and_the_retry_succeeds(fresh_server, engine):
-    database = TEST_ENV["GUARDIAN_DATABASE_URL"].rsplit("/", 1)[1]  # this run's test database
-    with CuttableProxy(target_port=5432) as proxy:
-        server = fresh_server(
-            GUARDIAN_DATABASE_URL=f"postgresql+asyncpg://guardian:guardian@127.0.0.1:{proxy.port}/{database}")
+    with CuttableProxy(target_port=port_of(TEST_ENV["GUARDIAN_DATABASE_URL"])) as proxy:
+        server = fresh_server(GUARDIAN_DATABASE_URL=through(proxy, TEST_ENV["GUARDIAN_DATABASE_URL"]))
         user_id, token = create_user(server)
         phone, _ = await connect_phone(server, token)
         frame = sos_frame()
@@ -202,9 +200,8 @@ async def test_sos_stream_through_a_redis_cut_and_a_flush_keeps_every_invariant(
     """Phones on two processes raise SOS while Redis is cut, comes back, and is flushed. Counted
     afterwards: every acknowledged SOS stored once, every retry answered with the same alert,
     every console shown every alert, none twice as new."""
-    database = TEST_ENV["GUARDIAN_REDIS_URL"].rsplit("/", 1)[1]
-    with CuttableProxy(target_port=6379) as proxy:
-        url = f"redis://127.0.0.1:{proxy.port}/{database}"
+    with CuttableProxy(target_port=port_of(TEST_ENV["GUARDIAN_REDIS_URL"])) as proxy:
+        url = through(proxy, TEST_ENV["GUARDIAN_REDIS_URL"])
         servers = [fresh_server(GUARDIAN_REDIS_URL=url), fresh_server(GUARDIAN_REDIS_URL=url)]
         await add_staff(engine, "command", role="command")
         consoles = [(await connect_console(server, login(server, "command")))[0] for server in servers for _ in "ab"]

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from server.tasks import Health, OwnedTask
-from tests.proxy import CuttableProxy
-from tests.test_outage import through
+from tests.conftest import TEST_ENV
+from tests.proxy import CuttableProxy, port_of, through
 
 
 class Flaky(OwnedTask):
@@ -82,8 +82,8 @@ def test_health_reports_a_failure_until_progress_and_no_progress_once_stale():
 
 
 async def test_healthz_answers_503_naming_escalation_while_it_cannot_run(fresh_server):
-    with CuttableProxy(5432) as proxy:
-        server = fresh_server(GUARDIAN_DATABASE_URL=through(proxy), GUARDIAN_SWEEP_INTERVAL_S="0.2")
+    with CuttableProxy(port_of(TEST_ENV["GUARDIAN_DATABASE_URL"])) as proxy:
+        server = fresh_server(GUARDIAN_DATABASE_URL=through(proxy, TEST_ENV["GUARDIAN_DATABASE_URL"]), GUARDIAN_SWEEP_INTERVAL_S="0.2")
         async with httpx.AsyncClient(timeout=10) as client:
             assert (await client.get(f"{server.url}/healthz")).status_code == 200
             proxy.cut()
