@@ -29,6 +29,9 @@ MAX_DEPTH = 32
 # The latest instant PostgreSQL and Python both hold, in epoch milliseconds.
 MAX_EPOCH_MS = 253_402_300_799_999
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# asyncpg stores Python's first and last instants as PostgreSQL's -infinity and infinity,
+# and reads them back naive: only the instants strictly between are times.
+FIRST_INSTANT, LAST_INSTANT = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
 
 
 class PingFields(msgspec.Struct):
@@ -352,10 +355,12 @@ def parse_time(value: int | str, *, field: str = "ts", seq: int | None = None) -
     if parsed.tzinfo is None:
         raise FrameError("invalid_field", f"{field} must carry a zone (Z or an offset)", field=field, seq=seq)
     try:
-        return parsed.astimezone(UTC)
-    except OverflowError:  # 9999-12-31T23:30-01:00 is in year 10000 in UTC
-        raise FrameError("invalid_field", f"{field} must be within years 1..9999 in UTC", field=field,
-                         seq=seq) from None
+        moment = parsed.astimezone(UTC)  # 9999-12-31T23:30-01:00 is in year 10000 in UTC
+    except OverflowError:
+        moment = LAST_INSTANT
+    if not FIRST_INSTANT < moment < LAST_INSTANT:
+        raise FrameError("invalid_field", f"{field} must be within years 1..9999 in UTC", field=field, seq=seq)
+    return moment
 
 
 def to_fix(ping: PingFields) -> Fix:
@@ -379,6 +384,8 @@ def epoch_ms(moment: datetime) -> int:
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a Z, as the server always answers."""
+    if moment.tzinfo is None:  # PostgreSQL's ±infinity, as asyncpg reads it (rows stored before
+        moment = moment.replace(tzinfo=UTC)  # parse_time refused the extreme instants)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -97,14 +97,16 @@ def test_a_seq_past_bigint_is_refused_and_the_largest_bigint_is_accepted():
     assert wire.seq_of(f'{{"seq":{2**63}}}') is None, "a refusal never names a seq storage cannot hold"
 
 
-@pytest.mark.parametrize("value", ["9999-12-31T23:30:00-01:00", "0001-01-01T00:30:00+01:00"])
+@pytest.mark.parametrize("value", ["9999-12-31T23:30:00-01:00", "0001-01-01T00:30:00+01:00",
+                                   # asyncpg would store these two as -infinity and infinity
+                                   "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"])
 def test_times_past_the_calendars_edge_in_utc_are_refused_not_raised(value):
     with pytest.raises(wire.FrameError) as refused:
         wire.parse_time(value)
     assert (refused.value.code, refused.value.field) == ("invalid_field", "ts")
 
 
-@pytest.mark.parametrize("value", ["9999-12-31T23:59:59.999+00:00", "0001-01-01T00:00:00Z"])
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59.999+00:00", "0001-01-01T00:00:00.001Z"])
 def test_times_at_the_calendars_edge_are_accepted(value):
     assert wire.parse_time(value).tzinfo is UTC
 
