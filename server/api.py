@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
-from server import auth, db, fields, history, track, wire
+from server import auth, db, fields, history, openapi, track, wire
 from server.intake import open_intake
 from server.ledger import Ledger
 from server.tables import devices, users
@@ -28,7 +28,7 @@ class NewUser(BaseModel):
     phone: fields.Phone
 
 
-@router.post("/v1/users", status_code=201)
+@router.post("/v1/users", status_code=201, responses=openapi.refusals(400, 422, 429))
 async def create_user(body: NewUser, request: Request) -> dict:
     token = auth.new_token()
     user_id, device_id = uuid.uuid4(), uuid.uuid4()
@@ -40,7 +40,8 @@ async def create_user(body: NewUser, request: Request) -> dict:
     return {"user_id": str(user_id), "device_token": token}
 
 
-@router.post("/v1/pings")
+@router.post("/v1/pings", responses={200: openapi.ACK, **openapi.refusals(400, 401, 413, 422, 429, 503)},
+             openapi_extra=openapi.PINGS_BODY)
 async def post_pings(request: Request, device: Annotated[auth.Device, Depends(auth.current_device)]) -> dict:
     """A batch over HTTP, answered once every ping in it is committed or refused."""
     services = request.app.state.services
@@ -77,7 +78,7 @@ def _time_param(value: str | None, default: datetime, name: str) -> datetime:
     return wire.parse_time(int(value) if EPOCH_MS_TEXT.fullmatch(value) else value, field=name)
 
 
-@router.get("/v1/me/location")
+@router.get("/v1/me/location", responses=openapi.refusals(401, 404))
 async def my_location(request: Request, device: Annotated[auth.Device, Depends(auth.current_device)]) -> dict:
     async with db.autocommit(request.app.state.services.engine) as connection:
         last = await history.last_location(connection=connection, user_id=device.user_id)
@@ -89,7 +90,7 @@ async def my_location(request: Request, device: Annotated[auth.Device, Depends(a
             "received_at": wire.format_time(last.received_at)}
 
 
-@router.get("/v1/me/track")
+@router.get("/v1/me/track", response_class=Response, responses={200: openapi.TRACK, **openapi.refusals(401, 422)})
 async def my_track(
     request: Request,
     device: Annotated[auth.Device, Depends(auth.current_device)],
