@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 
 from geo import rules
-from server import alerts, fields, wire
+from server import alerts, fields, jsontext, wire
 from tests import hostile
 
 pytestmark = pytest.mark.no_services
@@ -135,9 +135,9 @@ def test_an_sos_nested_1000_deep_is_read_not_raised(decode, frame):
 
 def test_shallow_counts_no_bracket_inside_a_string_and_keeps_the_rest():
     nested = '{"a":' + "[" * 40 + '"]]\\"[["' + "]" * 40 + ',"b":"}"}'
-    cut = wire.shallow(nested)
+    cut = jsontext.shallow(nested)
     assert cut.endswith(b',"b":"}"}') and cut.count(b"null") == 1
-    assert wire.shallow(GOOD) == GOOD.encode()
+    assert jsontext.shallow(GOOD) == GOOD.encode()
 
 
 def test_an_sos_with_a_400_digit_lat_is_salvaged_with_an_infinite_lat():
