@@ -215,13 +215,18 @@ def test_hostile_console_frames_are_refused_with_contract_codes(logged_server, d
                  origin=logged_server.url, max_size=None) as ws:
         assert json.loads(ws.recv(timeout=5))["type"] == "snapshot"
 
+        def fields(kind: str) -> dict[str, str]:
+            return hostile.with_type(kind, {"alert_id": json.dumps(alert_id), "outcome": '"false alarm"',
+                                            "text": '"on my way"'})
+
+        sent = [text for kind in ("ack", "resolve", "note")
+                for text, _ in hostile.sweep(lambda: fields(kind), hostile.SHARP)]
+        assert_contract_errors(exchange_all(ws, sent), CONSOLE_FRAMES)
+
         @hostile.FUZZ
         @given(data=st.data())
         def attack(data):
-            kind = data.draw(st.sampled_from(["ack", "resolve", "note"]))
-            fields = hostile.with_type(kind, {"alert_id": json.dumps(alert_id), "outcome": '"false alarm"',
-                                              "text": '"on my way"'})
-            text, _ = data.draw(hostile.spoiled(fields))
+            text, _ = data.draw(hostile.spoiled(fields(data.draw(st.sampled_from(["ack", "resolve", "note"])))))
             assert_contract_errors(exchange(ws, text), CONSOLE_FRAMES)
 
         attack()
