@@ -24,7 +24,7 @@ EPOCH_MS_TEXT = re.compile(r"[0-9]{1,18}")
 
 
 class NewUser(BaseModel):
-    name: fields.Text(min_length=1, max_length=100)
+    name: fields.text(min_length=1, max_length=100)
     phone: fields.Phone
 
 

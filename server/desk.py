@@ -18,7 +18,7 @@ LEAFLET = WEB / "node_modules" / "leaflet" / "dist"
 
 
 class Login(BaseModel):
-    username: fields.Text(min_length=1, max_length=100)
+    username: fields.text(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=1000)
 
 

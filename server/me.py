@@ -28,7 +28,7 @@ class Pins(BaseModel):
 
 
 class Contact(BaseModel):
-    name: fields.Text(min_length=1, max_length=100)
+    name: fields.text(min_length=1, max_length=100)
     phone: fields.Phone
 
 
@@ -37,7 +37,7 @@ class Contacts(BaseModel):
 
 
 class PushToken(BaseModel):
-    fcm_token: fields.Text(min_length=20, max_length=4096)
+    fcm_token: fields.text(min_length=20, max_length=4096)
 
 
 Device = Annotated[auth.Device, Depends(auth.current_device)]
