@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
-from server import auth, db, fields, history, ratelimit, track, wire
+from server import auth, db, fields, history, openapi, ratelimit, track, wire
 from server.intake import open_intake
 from server.tables import devices, users
 
@@ -24,11 +24,11 @@ EPOCH_MS_TEXT = re.compile(r"[0-9]{1,18}")
 
 
 class NewUser(BaseModel):
-    name: fields.Text(min_length=1, max_length=100)
+    name: fields.text(min_length=1, max_length=100)
     phone: fields.Phone
 
 
-@router.post("/v1/users", status_code=201)
+@router.post("/v1/users", status_code=201, responses=openapi.refusals(400, 422, 429, 503))
 async def create_user(body: NewUser, request: Request) -> dict:
     """A new account and its device token, at most `register_burst` at once per client address
     (then `register_per_hour`): without a bound, fresh devices multiply every per-device limit."""
@@ -47,7 +47,8 @@ async def create_user(body: NewUser, request: Request) -> dict:
     return {"user_id": str(user_id), "device_token": token}
 
 
-@router.post("/v1/pings")
+@router.post("/v1/pings", responses={200: openapi.ACK, **openapi.refusals(400, 401, 413, 422, 429, 503)},
+             openapi_extra=openapi.PINGS_BODY)
 async def post_pings(request: Request, device: Annotated[auth.Device, Depends(auth.current_device)]) -> dict:
     """A batch over HTTP, answered once every ping in it is committed or refused.
 
@@ -101,7 +102,7 @@ def _time_param(value: str | None, default: datetime, name: str) -> datetime:
     return wire.parse_time(int(value) if EPOCH_MS_TEXT.fullmatch(value) else value, field=name)
 
 
-@router.get("/v1/me/location")
+@router.get("/v1/me/location", responses=openapi.refusals(401, 404))
 async def my_location(request: Request, device: Annotated[auth.Device, Depends(auth.current_device)]) -> dict:
     async with db.autocommit(request.app.state.services.engine) as connection:
         last = await history.last_location(connection=connection, user_id=device.user_id)
@@ -113,7 +114,7 @@ async def my_location(request: Request, device: Annotated[auth.Device, Depends(a
             "received_at": wire.format_time(last.received_at)}
 
 
-@router.get("/v1/me/track")
+@router.get("/v1/me/track", response_class=Response, responses={200: openapi.TRACK, **openapi.refusals(401, 422)})
 async def my_track(
     request: Request,
     device: Annotated[auth.Device, Depends(auth.current_device)],

@@ -31,7 +31,7 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from notifier.hub import RESYNC, ConsoleSubscriber, Event, Mailbox
-from server import alerts, alertview, errors, fields, staff, wire
+from server import alerts, alertview, errors, fields, jsontext, staff, wire
 from server.ingest import STORAGE_ERRORS, describe
 from server.services import Services
 
@@ -60,9 +60,9 @@ def decode(text: str) -> ConsoleFrame:
         try:
             frame = _decoder.decode(text)
         except RecursionError:
-            frame = _decoder.decode(wire.shallow(text))
+            frame = _decoder.decode(jsontext.shallow(text))
     except msgspec.ValidationError as error:
-        raise wire.FrameError("invalid_field", str(error), field=wire.field_of(error)) from None
+        raise wire.FrameError("invalid_field", str(error), field=jsontext.field_of(error)) from None
     except msgspec.DecodeError as error:
         raise wire.FrameError("bad_json", f"not valid JSON: {error}") from None
     for name in ("type", "alert_id", "outcome", "text"):

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from server import db, fields, hotstate, jurisdictions, staff, wire
+from server import db, fields, hotstate, jurisdictions, openapi, staff, wire
 from server.ingest import STORAGE_ERRORS
 from server.me import PushToken
 
@@ -19,19 +19,20 @@ LEAFLET = WEB / "node_modules" / "leaflet" / "dist"
 
 
 class Login(BaseModel):
-    username: fields.Text(min_length=1, max_length=100)
+    username: fields.text(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=1000)
 
 
 class Position(BaseModel):
-    lat: float = Field(ge=-85.05112878, le=85.05112878)
-    lon: float = Field(ge=-180, le=180)
+    # Strict: the document says number, so "25.0" (a string) is refused, not read as one.
+    lat: float = Field(ge=-85.05112878, le=85.05112878, strict=True)
+    lon: float = Field(ge=-180, le=180, strict=True)
 
 
 Member = Annotated[staff.Staff, Depends(staff.current_staff)]
 
 
-@router.post("/v1/console/login")
+@router.post("/v1/console/login", responses=openapi.refusals(400, 401, 422))
 async def login(body: Login, request: Request) -> JSONResponse:
     services = request.app.state.services
     ttl_s = services.settings.console_session_ttl_s
@@ -54,13 +55,14 @@ async def logout(request: Request) -> Response:
     return response
 
 
-@router.get("/v1/console/me")
+@router.get("/v1/console/me", responses=openapi.refusals(401))
 async def me(member: Member, request: Request) -> dict:
     return {"username": member.username, "role": member.role, "precinct_id": member.precinct_id,
             "tile_url": request.app.state.services.settings.tile_url}
 
 
-@router.get("/v1/console/precincts")
+@router.get("/v1/console/precincts", response_class=Response,
+            responses={200: openapi.GEOJSON, **openapi.refusals(401)})
 async def precinct_outlines(member: Member, request: Request) -> Response:
     async with db.autocommit(request.app.state.services.engine) as connection:
         outlines = await jurisdictions.outlines(connection=connection)
@@ -73,7 +75,7 @@ def _officer(member: staff.Staff) -> staff.Staff:
     return member
 
 
-@router.post("/v1/officer/location", status_code=204)
+@router.post("/v1/officer/location", status_code=204, responses=openapi.refusals(400, 401, 403, 422, 503))
 async def officer_location(body: Position, member: Member, request: Request) -> None:
     """An officer's phone reports where it is: the push channel wakes officers near an SOS. Stored
     in PostgreSQL first, so a Redis that loses it gets it back from there."""
@@ -86,7 +88,7 @@ async def officer_location(body: Position, member: Member, request: Request) -> 
         raise wire.FrameError("unavailable", f"position not recorded ({type(error).__name__}); resend") from None
 
 
-@router.post("/v1/officer/push-token", status_code=204)
+@router.post("/v1/officer/push-token", status_code=204, responses=openapi.refusals(400, 401, 403, 422))
 async def officer_push_token(body: PushToken, member: Member, request: Request) -> None:
     _officer(member)
     await staff.set_fcm_token(engine=request.app.state.services.engine, staff_id=member.staff_id,

@@ -68,5 +68,6 @@ def install(app: FastAPI) -> None:
         # 400: FastAPI could not read the body (not JSON, or nested past any reader's depth).
         code = {400: "bad_json", 404: "not_found", 405: "not_found", 401: "unauthorized",
                 403: "forbidden"}.get(error.status_code, "invalid_field")
+        # Its headers too: a 405 must say which methods are allowed (RFC 9110).
         return JSONResponse({"type": "error", "code": code, "message": str(error.detail)},
-                            status_code=error.status_code)
+                            status_code=error.status_code, headers=error.headers)

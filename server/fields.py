@@ -35,7 +35,7 @@ def storable(text: str) -> str:
     return _UNSTORABLE.sub(lambda found: "" if found.group() == "\x00" else "\ufffd", text)
 
 
-def Text(*, min_length: int = 0, max_length: int) -> type[str]:
+def text(*, min_length: int = 0, max_length: int) -> type[str]:
     """A text field of an HTTP body, refused (422 invalid_field) when its column cannot store it."""
     return Annotated[str, Field(min_length=min_length, max_length=max_length, pattern=TEXT_PATTERN)]
 

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.dialects import postgresql as pg
 
-from server import alerts, auth, fields, pins, wire
+from server import alerts, auth, fields, openapi, pins, wire
 from server.ingest import STORAGE_ERRORS, describe
 from server.tables import contacts, push_tokens
 
@@ -28,7 +28,7 @@ class Pins(BaseModel):
 
 
 class Contact(BaseModel):
-    name: fields.Text(min_length=1, max_length=100)
+    name: fields.text(min_length=1, max_length=100)
     phone: fields.Phone
 
 
@@ -37,13 +37,16 @@ class Contacts(BaseModel):
 
 
 class PushToken(BaseModel):
-    fcm_token: fields.Text(min_length=20, max_length=4096)
+    fcm_token: fields.text(min_length=20, max_length=4096)
 
 
 Device = Annotated[auth.Device, Depends(auth.current_device)]
 
 
-@router.post("/v1/sos")
+@router.post("/v1/sos", status_code=201, openapi_extra=openapi.SOS_BODY, responses={
+    201: {"description": "the alert is committed", "content": {"application/json": {"schema": openapi.SOS_ACK}}},
+    200: {"description": "a retry: the alert of the first", "content": {"application/json": {"schema": openapi.SOS_ACK}}},
+    **openapi.refusals(400, 401, 413, 422, 503)})
 async def post_sos(request: Request, device: Annotated[auth.Device, Depends(auth.alerting_device)]) -> JSONResponse:
     """The SOS over HTTP: 201 with the sos_ack once committed, 200 for a retry of the same sos_id."""
     services = request.app.state.services
@@ -60,13 +63,13 @@ async def post_sos(request: Request, device: Annotated[auth.Device, Depends(auth
     return JSONResponse(raised.frame(), status_code=201 if raised.created else 200)
 
 
-@router.put("/v1/me/pins", status_code=204)
+@router.put("/v1/me/pins", status_code=204, responses=openapi.refusals(400, 401, 422))
 async def put_pins(body: Pins, request: Request, device: Device) -> None:
     async with request.app.state.services.engine.begin() as connection:
         await pins.set_pins(connection=connection, user_id=device.user_id, pin=body.pin, duress_pin=body.duress_pin)
 
 
-@router.put("/v1/me/contacts")
+@router.put("/v1/me/contacts", responses=openapi.refusals(400, 401, 422))
 async def put_contacts(body: Contacts, request: Request, device: Device) -> dict:
     async with request.app.state.services.engine.begin() as connection:
         await connection.execute(sa.delete(contacts).where(contacts.c.user_id == device.user_id))
@@ -77,7 +80,7 @@ async def put_contacts(body: Contacts, request: Request, device: Device) -> dict
     return {"contacts": [contact.model_dump() for contact in body.contacts]}
 
 
-@router.post("/v1/me/push-token", status_code=204)
+@router.post("/v1/me/push-token", status_code=204, responses=openapi.refusals(400, 401, 422))
 async def post_push_token(body: PushToken, request: Request, device: Device) -> None:
     statement = pg.insert(push_tokens).values(device_id=device.device_id, fcm_token=body.fcm_token)
     async with request.app.state.services.engine.begin() as connection:

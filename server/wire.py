@@ -4,12 +4,10 @@ Decoding is one msgspec pass on the happy path; only a frame that fails is
 decoded a second time, generically, to say which field and which seq were wrong.
 Whatever passes is storable: seq within BIGINT, times within what both Python and
 PostgreSQL hold; a frame nested too deep for any reader is read with its deep values
-as null (see `shallow`), never left to raise RecursionError.
+as null (`jsontext.shallow`), never left to raise RecursionError.
 """
 
-import json
 import math
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -17,18 +15,18 @@ from typing import Annotated
 import msgspec
 
 from geo.fix import Fix
+from server import jsontext
 
 # BIGINT, the column seq is stored in: a larger one would fail the whole group commit.
 MAX_SEQ = 2**63 - 1
 Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
 NOTE_MAX_CHARS = 1000
-# Deeper than any frame of the contract (a GeoJSON route is 4). msgspec and the standard
-# library both recurse per level and raise RecursionError near 1,000 (2 KB of brackets).
-MAX_DEPTH = 32
-
 # The latest instant PostgreSQL and Python both hold, in epoch milliseconds.
 MAX_EPOCH_MS = 253_402_300_799_999
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# asyncpg stores Python's first and last instants as PostgreSQL's -infinity and infinity,
+# and reads them back naive: only the instants strictly between are times.
+FIRST_INSTANT, LAST_INSTANT = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
 
 
 class PingFields(msgspec.Struct):
@@ -121,20 +119,6 @@ class FrameError(Exception):
         return body
 
 
-_MISSING = re.compile(r"missing required field `([^`]+)`(?: - at `\$\.?([^`]*)`)?")
-_AT = re.compile(r" - at `\$\.?([^`]*)`")
-
-
-def field_of(error: msgspec.ValidationError) -> str | None:
-    text = str(error)
-    missing = _MISSING.search(text)
-    if missing:
-        name, parent = missing.groups()
-        return f"{parent}.{name}" if parent else name
-    at = _AT.search(text)
-    return at.group(1) if at else None
-
-
 class _SeqOnly(msgspec.Struct):
     seq: object = None
 
@@ -155,31 +139,6 @@ def seq_of(ping: "PingFields | msgspec.Raw | bytes | str") -> int | None:
     return seq if type(seq) is int and 0 <= seq <= MAX_SEQ else None
 
 
-_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
-
-
-def shallow(raw: bytes | str) -> bytes:
-    """The JSON text with every value nested deeper than MAX_DEPTH replaced by null, so that
-    no reader recurses into it; brackets inside strings do not count. Iterative: for a frame
-    that made a reader raise RecursionError. Text that is not JSON stays not JSON."""
-    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
-    kept, depth, cut_at, copied_to = [], 0, None, 0
-    for token in _TOKEN.finditer(data):
-        symbol = token.group()
-        if symbol in (b"[", b"{"):
-            depth += 1
-            if depth == MAX_DEPTH + 1:
-                kept.append(data[copied_to:token.start()])
-                cut_at = token.start()
-        elif symbol in (b"]", b"}"):
-            if depth == MAX_DEPTH + 1:
-                kept.append(b"null")
-                copied_to, cut_at = token.end(), None
-            depth -= 1
-    kept.append(b"null" if cut_at is not None else data[copied_to:])
-    return b"".join(kept)
-
-
 def decode_frame(raw: bytes | str) -> Ping | Batch | Hello | Sos | SosCancel:
     """Parse one phone frame. Raises FrameError with the contract's code.
 
@@ -189,7 +148,7 @@ def decode_frame(raw: bytes | str) -> Ping | Batch | Hello | Sos | SosCancel:
     try:
         return _decode_frame(raw)
     except RecursionError:
-        return _decode_frame(shallow(raw))
+        return _decode_frame(jsontext.shallow(raw))
 
 
 def _decode_frame(raw: bytes | str) -> Ping | Batch | Hello | Sos | SosCancel:
@@ -223,18 +182,7 @@ def _number(value: object) -> float | None:
 def salvage_sos(raw: bytes | str) -> Sos | None:
     """An SOS frame read leniently: unreadable fix fields become None (NaN stays NaN, for
     the rules to annotate). None when it is no SOS or has no usable `sos_id`."""
-    return _salvaged(_lenient(raw))
-
-
-def _lenient(raw: bytes | str) -> object:
-    """JSON as the standard library reads it (NaN and Infinity included), None if unreadable."""
-    try:
-        try:
-            return json.loads(raw)
-        except RecursionError:
-            return json.loads(shallow(raw))
-    except ValueError:
-        return None
+    return _salvaged(jsontext.lenient(raw))
 
 
 def _salvaged(body: object) -> Sos | None:
@@ -258,18 +206,10 @@ def _salvaged(body: object) -> Sos | None:
     return Sos(sos_id=body["sos_id"], ts=ts, note=note, salvaged=tuple(salvaged), **fix)
 
 
-def _generic(raw: bytes | str) -> object:
-    """The frame as plain Python, or None where even that fails (a number out of range)."""
-    try:
-        return msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return None
-
-
 def _diagnose(raw: bytes | str, error: msgspec.ValidationError) -> FrameError:
-    body = _generic(raw)
+    body = jsontext.generic(raw)
     if body is None:
-        return FrameError("invalid_field", str(error), field=field_of(error), seq=seq_of(raw))
+        return FrameError("invalid_field", str(error), field=jsontext.field_of(error), seq=seq_of(raw))
     if not isinstance(body, dict):
         return FrameError("invalid_field", "a frame must be a JSON object")
     kind = body.get("type")
@@ -278,7 +218,7 @@ def _diagnose(raw: bytes | str, error: msgspec.ValidationError) -> FrameError:
     if kind == "batch" and isinstance(body.get("pings"), list):
         # Only the list's own shape can fail here: its items are decoded later.
         return FrameError("invalid_field", str(error), field="pings")
-    return FrameError("invalid_field", str(error), field=field_of(error), seq=seq_of(raw))
+    return FrameError("invalid_field", str(error), field=jsontext.field_of(error), seq=seq_of(raw))
 
 
 def decode_batch(raw: bytes | str) -> list[msgspec.Raw]:
@@ -287,7 +227,7 @@ def decode_batch(raw: bytes | str) -> list[msgspec.Raw]:
         try:
             body = _http_batch_decoder.decode(raw)
         except RecursionError:
-            body = _http_batch_decoder.decode(shallow(raw))
+            body = _http_batch_decoder.decode(jsontext.shallow(raw))
     except msgspec.ValidationError as error:
         raise FrameError("invalid_field", f"expected a list of pings: {error}", field="pings") from None
     except msgspec.DecodeError as error:
@@ -300,16 +240,16 @@ def decode_ping(raw: bytes | str) -> PingFields:
     try:
         return _decode_ping(raw)
     except RecursionError:
-        return _decode_ping(shallow(raw))
+        return _decode_ping(jsontext.shallow(raw))
 
 
 def _decode_ping(raw: bytes | str) -> PingFields:
     try:
         return _ping_decoder.decode(raw)
     except msgspec.ValidationError as error:
-        if isinstance(_generic(raw), list | str | int | float | bool):
+        if isinstance(jsontext.generic(raw), list | str | int | float | bool):
             raise FrameError("invalid_field", "a ping must be a JSON object") from None
-        raise FrameError("invalid_field", str(error), field=field_of(error), seq=seq_of(raw)) from None
+        raise FrameError("invalid_field", str(error), field=jsontext.field_of(error), seq=seq_of(raw)) from None
     except msgspec.DecodeError as error:
         raise FrameError("bad_json", f"not valid JSON: {error}") from None
 
@@ -319,7 +259,7 @@ def decode_sos(raw: bytes | str) -> SosFields:
     try:
         return _decode_sos(raw)
     except RecursionError:
-        return _decode_sos(shallow(raw))
+        return _decode_sos(jsontext.shallow(raw))
 
 
 def _decode_sos(raw: bytes | str) -> SosFields:
@@ -329,10 +269,10 @@ def _decode_sos(raw: bytes | str) -> SosFields:
             sos.salvaged = ()
         return sos
     except msgspec.DecodeError as error:
-        refusal = (FrameError("invalid_field", str(error), field=field_of(error))
+        refusal = (FrameError("invalid_field", str(error), field=jsontext.field_of(error))
                    if isinstance(error, msgspec.ValidationError) else
                    FrameError("bad_json", f"not valid JSON: {error}"))
-    body = _lenient(raw)
+    body = jsontext.lenient(raw)
     sos = _salvaged({**body, "type": "sos"}) if isinstance(body, dict) else None
     if sos is None:
         raise refusal
@@ -352,10 +292,12 @@ def parse_time(value: int | str, *, field: str = "ts", seq: int | None = None) -
     if parsed.tzinfo is None:
         raise FrameError("invalid_field", f"{field} must carry a zone (Z or an offset)", field=field, seq=seq)
     try:
-        return parsed.astimezone(UTC)
-    except OverflowError:  # 9999-12-31T23:30-01:00 is in year 10000 in UTC
-        raise FrameError("invalid_field", f"{field} must be within years 1..9999 in UTC", field=field,
-                         seq=seq) from None
+        moment = parsed.astimezone(UTC)  # 9999-12-31T23:30-01:00 is in year 10000 in UTC
+    except OverflowError:
+        moment = LAST_INSTANT
+    if not FIRST_INSTANT < moment < LAST_INSTANT:
+        raise FrameError("invalid_field", f"{field} must be within years 1..9999 in UTC", field=field, seq=seq)
+    return moment
 
 
 def to_fix(ping: PingFields) -> Fix:
@@ -379,6 +321,8 @@ def epoch_ms(moment: datetime) -> int:
 
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with a Z, as the server always answers."""
+    if moment.tzinfo is None:  # PostgreSQL's ±infinity, as asyncpg reads it (rows stored before
+        moment = moment.replace(tzinfo=UTC)  # parse_time refused the extreme instants)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

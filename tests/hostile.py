@@ -8,6 +8,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -30,6 +31,13 @@ BOUNDARY = [
     *DEEP,
     '"' + "x" * 60_000 + '"',
 ]
+# One of each kind, for the surfaces where each input costs a commit (an SOS).
+SHARP = [str(2**63), "9" * 400, "-" + "9" * 400, "1e308", "-0.0", "NaN", '"a\\u0000b"', '"\\ud800"',
+         '"9999-12-31T23:30:00-01:00"', '"0001-01-01T00:00:00Z"', "true", "null", "{}", '"x"', *DEEP,
+         '"' + "x" * 60_000 + '"']
+# The few that broke an SOS over HTTP before (each SOS costs a commit, and the socket's sweep
+# already tries every value through the same rules).
+FEW = ["9" * 400, '"a\\u0000b"', '"\\ud800"', '"9999-12-31T23:30:00-01:00"', DEEP[0], "NaN"]
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
@@ -101,3 +109,31 @@ def phone_frames(draw, seq: int = 1) -> tuple[str, str, str]:
               "hello": lambda: {"token": '"not-a-token"'}}[kind]()
     text, name = draw(spoiled(with_type(kind, fields)))
     return text, kind, name
+
+
+def sweep(make_fields: Callable[[], dict[str, str]], values: list[str] = BOUNDARY, *, extra: bool = True):
+    """Every field (and one extra) replaced by every boundary value, and each field dropped:
+    (JSON text, the field spoiled), deterministic, for the systematic half of a fuzz test.
+    `make_fields` makes the good object afresh for each (a new seq, a new sos_id). Without
+    `extra` (where a valid body is costly: a PIN hashed), no field is added."""
+    for name in [*make_fields(), *(["extra"] if extra else [])]:
+        for fragment in [*values, None]:
+            fields = make_fields()
+            if fragment is None:
+                fields.pop(name, None)
+            else:
+                fields[name] = fragment
+            yield text_of(fields), name
+
+
+def phone_sweep(seqs):
+    """`sweep` over every phone frame of the contract (a batch's ping spoiled inside it):
+    (text, kind, field); pings take their seq from the iterator `seqs`."""
+    makers = {"ping": lambda: with_type("ping", ping_fields(next(seqs))),
+              "batch": lambda: ping_fields(next(seqs)),
+              "sos": lambda: with_type("sos", sos_fields()),
+              "sos_cancel": lambda: with_type("sos_cancel", {"alert_id": _quoted(str(uuid.uuid4())), "pin": '"1234"'}),
+              "hello": lambda: with_type("hello", {"token": '"not-a-token"'})}
+    for kind, make_fields in makers.items():
+        for text, name in sweep(make_fields, SHARP if kind == "sos" else BOUNDARY):
+            yield (f'{{"type":"batch","pings":[{text}]}}' if kind == "batch" else text), kind, name

@@ -32,3 +32,21 @@ async def test_an_autocommit_write_is_committed_as_it_returns(engine):
         assert not await connection.scalar(sa.text("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")), \
             "no transaction left open"
         assert await connection.scalar(sa.text("SELECT count(*) FROM probe")) == 1
+
+
+async def test_a_failed_statement_never_quotes_its_parameters(test_env):
+    """An unhandled error's log line is the exception: it must not carry PIN hashes or phone numbers."""
+    from sqlalchemy.exc import DBAPIError
+
+    from server.config import Settings
+
+    engine = db.create_engine(Settings(database_url=test_env["GUARDIAN_DATABASE_URL"]), pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            try:
+                await connection.execute(sa.text("SELECT CAST(:phone AS text)"), {"phone": "+886912345678\x00"})
+            except DBAPIError as error:
+                refused = str(error)
+    finally:
+        await engine.dispose()
+    assert "invalid byte sequence" in refused and "886912345678" not in refused

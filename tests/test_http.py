@@ -180,3 +180,53 @@ def test_track_refuses_an_unknown_format(server):
     _, token = create_user(server)
     response = httpx.get(f"{server.url}/v1/me/track", params={"format": "kml"}, headers=bearer(token))
     assert (response.status_code, response.json()["code"]) == (422, "invalid_field")
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field"), [
+    ("POST", "/v1/users", {"name": "Ann\x00", "phone": "+886912345678"}, "name"),
+    ("POST", "/v1/users", {"name": "Ann", "phone": "+8869123\x0045678"}, "phone"),
+    ("PUT", "/v1/me/contacts", {"contacts": [{"name": "M\x00um", "phone": "0912345678"}]}, "contacts.0.name"),
+    ("POST", "/v1/me/push-token", {"fcm_token": "t" * 30 + "\x00"}, "fcm_token"),
+    ("POST", "/v1/console/login", {"username": "admin\x00", "password": "x"}, "username"),
+])
+def test_text_postgresql_cannot_store_is_422_invalid_field(server, method, path, body, field):
+    _, token = create_user(server)
+    response = httpx.request(method, f"{server.url}{path}", json=body, headers=bearer(token))
+    assert response.status_code == 422, response.text
+    assert (response.json()["code"], response.json()["field"]) == ("invalid_field", field)
+
+
+@pytest.mark.parametrize("phone", ["call 0912345678 pls <script>", "x0912345678", "0912345678\n"])
+def test_a_contact_phone_is_a_whole_phone_number_not_one_inside_text(server, phone):
+    _, token = create_user(server)
+    response = httpx.put(f"{server.url}/v1/me/contacts", json={"contacts": [{"name": "Mum", "phone": phone}]},
+                         headers=bearer(token))
+    assert (response.status_code, response.json()["field"]) == (422, "contacts.0.phone")
+
+
+def test_a_body_nested_1000_deep_is_400_bad_json(server):
+    body = '{"name":"Ann","phone":"+886912345678","x":' + "[" * 1000 + "]" * 1000 + "}"
+    response = httpx.post(f"{server.url}/v1/users", content=body, headers={"content-type": "application/json"})
+    assert (response.status_code, response.json()["code"]) == (400, "bad_json")
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"from": "\u00b2"}, "from"), ({"from": "1\u00b2"}, "from"), ({"to": "9" * 5000}, "to"),
+    ({"to": "9999-12-31T23:30:00-01:00"}, "to"), ({"from": "0001-01-01T00:30:00+01:00"}, "from"),
+])
+def test_track_times_that_are_no_time_are_422_not_500(server, params, field):
+    _, token = create_user(server)
+    response = httpx.get(f"{server.url}/v1/me/track", params=params, headers=bearer(token))
+    assert (response.status_code, response.json()["code"], response.json()["field"]) == (422, "invalid_field", field)
+
+
+async def test_post_pings_refuses_what_storage_cannot_hold_and_stores_the_rest(server, engine):
+    user_id, token = create_user(server)
+    pings = walk(4, now_ms() - 10_000)
+    pings[1]["seq"] = 2**63
+    pings[2]["ts"] = "9999-12-31T23:30:00-01:00"
+    response = httpx.post(f"{server.url}/v1/pings", json={"pings": pings}, headers=bearer(token))
+    assert response.status_code == 200, response.text
+    assert [(error["code"], error["field"]) for error in response.json()["errors"]] == [
+        ("invalid_field", "seq"), ("invalid_field", "ts")]
+    assert [row["seq"] for row in await stored_pings(engine, user_id)] == [0, 3]

@@ -374,3 +374,56 @@ async def test_a_duress_cancel_looks_to_the_phone_exactly_like_a_normal_one(fres
     assert [frame["type"] for frame in heard["1234"]] == [
         "sos_ack", "report_interval", "alert_status", "report_interval", "welcome"]
     await console.close()
+
+
+async def _note_and_suspect(engine, alert_id: str) -> tuple[str | None, list[str] | None]:
+    async with engine.connect() as connection:
+        row = (await connection.execute(sa.text("SELECT note, suspect FROM alerts WHERE alert_id = :a"),
+                                        {"a": alert_id})).one()
+    return row.note, row.suspect
+
+
+SOS_ID_TEXT = "7b0f7c4e-0000-4000-8000-00000000000{}"
+DEEP = "[" * 1000 + "]" * 1000
+
+
+@pytest.mark.parametrize(("fields", "note", "suspect"), [
+    ('"note":"help\\u0000 me"', "help me", ["no_fix", "note_cleaned"]),
+    ('"note":"help \\ud800"', "help \ufffd", ["no_fix", "note_cleaned"]),
+    ('"note":{"deep":' + DEEP + "}", None, ["no_fix", "unreadable_note"]),
+    ('"extra":' + DEEP + ',"note":"ok"', "ok", ["no_fix"]),
+])
+async def test_an_sos_is_stored_whatever_its_note_or_extra_fields_hold(server, engine, fields, note, suspect):
+    """On the socket and over HTTP: cleaned or dropped, annotated, never refused (and the socket stays)."""
+    _, token = create_user(server)
+    ws, _ = await connect_phone(server, token)
+    await ws.send(f'{{"type":"sos","sos_id":"{SOS_ID_TEXT.format(1)}",{fields}}}')
+    ack = await until_type(ws, "sos_ack")
+    assert await _note_and_suspect(engine, ack["alert_id"]) == (note, suspect)
+    response = httpx.post(f"{server.url}/v1/sos", content=f'{{"sos_id":"{SOS_ID_TEXT.format(2)}",{fields}}}',
+                          headers=bearer(token), timeout=10)
+    assert response.status_code == 201, response.text
+    assert await _note_and_suspect(engine, response.json()["alert_id"]) == (note, suspect)
+    await ws.send(json.dumps({"type": "ping", "seq": 0, "ts": int(time.time() * 1000), "lat": 25.03, "lon": 121.56}))
+    await until_ack(ws, 0)
+    await ws.close()
+
+
+@pytest.mark.parametrize(("fields", "suspect"), [
+    ('"lat":25.0339,"lon":121.5645,"ts":"9999-12-31T23:30:00-01:00"', ["bad_ts"]),
+    ('"lat":25.0339,"lon":121.5645,"ts":"0001-01-01T00:30:00+01:00"', ["bad_ts"]),
+    ('"lat":' + "9" * 400 + ',"lon":121.5645', ["invalid_lat"]),
+    ('"lat":"25.03","lon":121.5645', ["unreadable_lat", "partial_fix"]),
+])
+async def test_an_sos_with_a_fix_past_any_range_is_stored_annotated_over_http_and_the_socket(
+        server, engine, fields, suspect):
+    user_id, token = create_user(server)
+    response = httpx.post(f"{server.url}/v1/sos", content=f'{{"sos_id":"{SOS_ID_TEXT.format(3)}",{fields}}}',
+                          headers=bearer(token), timeout=10)
+    assert response.status_code == 201, response.text
+    ws, _ = await connect_phone(server, token)
+    await ws.send(f'{{"type":"sos","sos_id":"{SOS_ID_TEXT.format(4)}",{fields}}}')
+    await until_type(ws, "sos_ack")
+    await ws.close()
+    rows = await alert_rows(engine, user_id)
+    assert len(rows) == 2 and all(row["suspect"] == suspect for row in rows), rows

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 
 from geo import rules
-from server import alerts, fields, wire
+from server import alerts, fields, jsontext, wire
 from tests import hostile
 
 pytestmark = pytest.mark.no_services
@@ -97,14 +97,16 @@ def test_a_seq_past_bigint_is_refused_and_the_largest_bigint_is_accepted():
     assert wire.seq_of(f'{{"seq":{2**63}}}') is None, "a refusal never names a seq storage cannot hold"
 
 
-@pytest.mark.parametrize("value", ["9999-12-31T23:30:00-01:00", "0001-01-01T00:30:00+01:00"])
+@pytest.mark.parametrize("value", ["9999-12-31T23:30:00-01:00", "0001-01-01T00:30:00+01:00",
+                                   # asyncpg would store these two as -infinity and infinity
+                                   "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"])
 def test_times_past_the_calendars_edge_in_utc_are_refused_not_raised(value):
     with pytest.raises(wire.FrameError) as refused:
         wire.parse_time(value)
     assert (refused.value.code, refused.value.field) == ("invalid_field", "ts")
 
 
-@pytest.mark.parametrize("value", ["9999-12-31T23:59:59.999+00:00", "0001-01-01T00:00:00Z"])
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59.999+00:00", "0001-01-01T00:00:00.001Z"])
 def test_times_at_the_calendars_edge_are_accepted(value):
     assert wire.parse_time(value).tzinfo is UTC
 
@@ -133,9 +135,9 @@ def test_an_sos_nested_1000_deep_is_read_not_raised(decode, frame):
 
 def test_shallow_counts_no_bracket_inside_a_string_and_keeps_the_rest():
     nested = '{"a":' + "[" * 40 + '"]]\\"[["' + "]" * 40 + ',"b":"}"}'
-    cut = wire.shallow(nested)
+    cut = jsontext.shallow(nested)
     assert cut.endswith(b',"b":"}"}') and cut.count(b"null") == 1
-    assert wire.shallow(GOOD) == GOOD.encode()
+    assert jsontext.shallow(GOOD) == GOOD.encode()
 
 
 def test_an_sos_with_a_400_digit_lat_is_salvaged_with_an_infinite_lat():
