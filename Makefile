@@ -40,6 +40,7 @@ bench: services
 SOAK_S ?= 120
 SOAK_EXAMPLES ?= 2000
 soak: services
-	@ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; GUARDIAN_SOAK_S=$(SOAK_S) GUARDIAN_FUZZ_EXAMPLES=$(SOAK_EXAMPLES) \
-	  $(VENV)/python -m pytest tests/test_ingest_faults.py tests/test_fuzz.py -s -q --timeout=0 -p no:cacheprovider \
-	  | grep -E '^soak |^fuzz |passed|failed'
+	@set -o pipefail; ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
+	  GUARDIAN_SOAK_S=$(SOAK_S) GUARDIAN_FUZZ_EXAMPLES=$(SOAK_EXAMPLES) $(VENV)/python -m pytest \
+	  tests/test_ingest_faults.py tests/test_sos_faults.py tests/test_fuzz.py -s -q --timeout=0 -p no:cacheprovider \
+	  | grep -oE '(soak|fuzz) [a-zA-Z].*|[0-9]+ (passed|failed).*'

@@ -34,6 +34,12 @@ ACK_BOUND_S = 2.0
 PROBE = '{"type":"probe","alert_id":"probe"}'
 
 
+def report(surface: str, swept: int, random: int) -> None:
+    """One line per surface for `make soak`: how many hostile inputs the server took."""
+    print(f"fuzz {surface}: {swept + random} inputs ({swept} swept, {random} random), every one answered "
+          "by the contract, the steady phone acked in time, nothing leaked")
+
+
 @pytest.fixture(scope="module")
 def logged_server(test_env, tmp_path_factory):
     server = LoggedServer({**test_env, "GUARDIAN_SWEEP_INTERVAL_S": "86400",
@@ -112,10 +118,13 @@ def test_hostile_phone_frames_are_stored_or_refused_and_the_socket_stays_open(lo
         assert_contract_errors(frames, PHONE_FRAMES)
         assert_every_sos_acked(sent, frames)
 
+        random = []
+
         @hostile.FUZZ
         @given(data=st.data())
         def attack(data):
             text, kind, name = data.draw(hostile.phone_frames(seq=next(seqs)))
+            random.append(kind)
             frames = exchange(ws, text)
             assert_contract_errors(frames, PHONE_FRAMES)
             assert_every_sos_acked([(text, kind, name)], frames)
@@ -129,6 +138,7 @@ def test_hostile_phone_frames_are_stored_or_refused_and_the_socket_stays_open(lo
     assert welcome_acked_seq(logged_server, token) >= last, "the hostile phone's good pings were stored"
     assert_steady(steady)
     assert logged_server.leaks() == []
+    report("phone socket frames", len(sent), len(random))
 
 
 # Each HTTP body: (method, path, the good object afresh, how the object becomes the body, authenticated).
@@ -172,19 +182,24 @@ def test_hostile_http_bodies_and_queries_are_answered_with_contract_codes(logged
     _, steady_token = create_user(logged_server, name="Bo Chen", phone="+886923456789")
     with httpx.Client(base_url=logged_server.url, timeout=15) as client, \
             SteadyPhone(logged_server.ws_url, steady_token) as steady:
+        swept = 0
         for surface, (_, _, make_fields, _, _) in SURFACES.items():
             values, extra = SWEPT.get(surface, (hostile.SHARP, True))
             for text, name in hostile.sweep(make_fields, values, extra=extra):
                 post_spoiled(client, token, surface, text, name)
+                swept += 1
         for value in hostile.SHARP:
             for name in ("from", "to", "format"):
                 assert_contract_answer(client.get("/v1/me/track", params={name: value.strip('"')},
                                                   headers=bearer(token)))
+                swept += 1
+        random = []
 
         @hostile.FUZZ
         @given(data=st.data())
         def attack(data):
             surface = data.draw(st.sampled_from([*SURFACES, "track"]))
+            random.append(surface)
             if surface == "track":
                 values = data.draw(st.dictionaries(st.sampled_from(["from", "to", "format"]),
                                                    hostile.FRAGMENTS.map(lambda text: text.strip('"')[:2000])))
@@ -196,6 +211,7 @@ def test_hostile_http_bodies_and_queries_are_answered_with_contract_codes(logged
         attack()
     assert_steady(steady)
     assert logged_server.leaks() == []
+    report("HTTP bodies and queries", swept, len(random))
 
 
 @pytest.fixture
@@ -223,16 +239,20 @@ def test_hostile_console_frames_are_refused_with_contract_codes(logged_server, d
                 for text, _ in hostile.sweep(lambda: fields(kind), hostile.SHARP)]
         assert_contract_errors(exchange_all(ws, sent), CONSOLE_FRAMES)
 
+        random = []
+
         @hostile.FUZZ
         @given(data=st.data())
         def attack(data):
             text, _ = data.draw(hostile.spoiled(fields(data.draw(st.sampled_from(["ack", "resolve", "note"])))))
+            random.append(text)
             assert_contract_errors(exchange(ws, text), CONSOLE_FRAMES)
 
         attack()
         assert exchange(ws, json.dumps({"type": "note", "alert_id": alert_id, "text": "still here"})) != [], \
             "the console still works"
     assert logged_server.leaks() == []
+    report("console frames", len(sent), len(random))
 
 
 def test_a_text_frame_that_is_not_utf8_closes_1007_and_logs_one_line(logged_server):
