@@ -252,3 +252,6 @@ async def test_sos_stream_through_a_redis_cut_and_a_flush_keeps_every_invariant(
         for ws in (*consoles, *phones):
             await ws.close()
         await asyncio.gather(*collectors)
+    print(f"soak sos through Redis faults: {len(acks)} SOS from {PHONES} phones on 2 processes acknowledged and "
+          f"resent after the faults (Redis cut once, flushed once), each stored once; {len(consoles)} consoles "
+          "shown every alert, 0 missing, 0 told twice")
