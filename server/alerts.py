@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from geo import rules
 from geo.fix import Fix
 from server import db, fields, history, jurisdictions, outbox, pins, wire
-from server.alertview import UNFINISHED, View, select_views, view_of, visible_to
+from server.alertview import UNFINISHED, View, select_views, views_of, visible_to
 from server.auth import Device
 from server.config import Settings
 from server.staff import Staff
@@ -173,7 +173,10 @@ async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos
             select_views(inserted, track_points=settings.alert_track_points).add_cte(recorded))).first()
         if created is None:  # a retry (or the same sos_id raised concurrently elsewhere)
             return await _existing(connection, device.user_id, sos_id)
-    return Raised(alert_id, sos_id, "open", created=True, event_id=event_id, view=view_of(created))
+    # Committed: whatever happens now, the phone hears sos_ack. A view that cannot be built
+    # leaves the consoles to the outbox worker (which logs the alert that it cannot show).
+    shown = views_of([created])
+    return Raised(alert_id, sos_id, "open", created=True, event_id=event_id, view=shown[0] if shown else None)
 
 
 def _alert_id(value: object) -> uuid.UUID:

@@ -4,6 +4,7 @@ Reading an alert for a console is reading a user's location: callers record it
 with `audit` (DESIGN rule 8).
 """
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server import wire
 from server.staff import Staff
 from server.tables import alert_notes, alerts, audit_reads, pings, precincts, users
+
+log = logging.getLogger(__name__)
 
 UNFINISHED = ("open", "acknowledged")
 # No end yet: the track of an unfinished alert is bounded by nothing but the present.
@@ -63,7 +66,7 @@ async def load(*, connection: AsyncConnection, track_points: int, alert_ids: lis
         query = query.where(visible_to(viewer))
     if unfinished_only:
         query = query.where(alerts.c.status.in_(UNFINISHED))
-    return [view_of(row) for row in await connection.execute(query)]
+    return views_of(await connection.execute(query))
 
 
 def select_views(source, *, track_points: int):
@@ -117,6 +120,18 @@ def _notes_of_each(source):
         _ordered(written.c.text, written.c.note_id).label("note_texts"),
         _ordered(written.c.created_at, written.c.note_id).label("note_times"),
     ).lateral("notes")
+
+
+def views_of(rows) -> list[View]:
+    """The views of these rows; a row that cannot be shown (a value no code path should have
+    stored) is left out and logged by its alert id, so it never hides the others."""
+    views = []
+    for row in rows:
+        try:
+            views.append(view_of(row))
+        except (ValueError, TypeError, OverflowError) as error:
+            log.error("alert %s cannot be shown (%s); left out", row.alert_id, type(error).__name__)
+    return views
 
 
 def view_of(row) -> View:

@@ -60,6 +60,7 @@ class Worker(OwnedTask):
                 # A bug in one delivery must not end the channel: its rows stay leased and come
                 # back when the lease runs out. Logged with the traceback, never swallowed quietly.
                 log.exception("%s: delivery failed; its rows will be retried", self.task_name)
+                self.health.failed("a delivery failed (a defect, logged with its traceback); retrying")
                 await asyncio.sleep(POLL_INTERVAL_S)
 
     async def _round(self) -> bool:

@@ -35,13 +35,29 @@ def shallow(raw: bytes | str) -> bytes:
     return b"".join(kept)
 
 
+# Longer integers are no usable coordinate, accuracy or time, and past 4,300 digits the
+# standard library refuses the whole text: they are read as infinite instead (the rules
+# then refuse or annotate the field, never the frame).
+MAX_INT_DIGITS = 40
+
+
+def _bounded_int(text: str) -> int | float:
+    if len(text.lstrip("-")) <= MAX_INT_DIGITS:
+        return int(text)
+    return float("-inf") if text.startswith("-") else float("inf")
+
+
 def lenient(raw: bytes | str) -> object:
-    """JSON as the standard library reads it (NaN and Infinity included), None if unreadable."""
+    """JSON as the standard library reads it (NaN and Infinity included), None if unreadable.
+    Bytes that are not UTF-8 are read with the bad sequences replaced (U+FFFD), and integers
+    too long to be of use as infinities: what is read leniently is an SOS being salvaged."""
+    if isinstance(raw, bytes | bytearray | memoryview):
+        raw = bytes(raw).decode("utf-8", "replace")
     try:
         try:
-            return json.loads(raw)
+            return json.loads(raw, parse_int=_bounded_int)
         except RecursionError:
-            return json.loads(shallow(raw))
+            return json.loads(shallow(raw), parse_int=_bounded_int)
     except ValueError:
         return None
 

@@ -1,5 +1,6 @@
 """HTTP for the user's own safety settings and the SOS fallback (Bearer device token)."""
 
+import logging
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -13,6 +14,7 @@ from server.ingest import STORAGE_ERRORS, describe
 from server.tables import contacts, push_tokens
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 MAX_CONTACTS = 10
 
 
@@ -58,6 +60,13 @@ async def post_sos(request: Request, device: Annotated[auth.Device, Depends(auth
         raised = await alerts.raise_alert(engine=services.alert_engine, settings=services.settings, device=device, sos=sos)
     except STORAGE_ERRORS as error:
         raise wire.FrameError("unavailable", f"not stored ({describe(error)}); retry with the same sos_id") from None
+    except wire.FrameError:
+        raise
+    except Exception:
+        # A defect must still tell the phone to retry (503), never a bare 500: logged with its
+        # traceback, which quotes no body.
+        log.exception("SOS over HTTP failed before its answer; the phone retries")
+        raise wire.FrameError("unavailable", "not stored; retry with the same sos_id") from None
     if raised.created:
         services.relay.opened(raised)
     return JSONResponse(raised.frame(), status_code=201 if raised.created else 200)

@@ -162,6 +162,10 @@ class PhoneSession:
     def _decode(message: dict):
         text = message.get("text")
         if text is None:
+            # An SOS is never refused for its form (DESIGN rule 3), not even sent as binary.
+            sos = wire.salvage_sos(message.get("bytes") or b"")
+            if sos is not None:
+                return sos
             raise wire.FrameError("bad_json", "frames must be JSON text, not binary")
         return wire.decode_frame(text)
 
@@ -190,8 +194,16 @@ class PhoneSession:
             else:
                 alert_id = await alerts.cancel(engine=services.alert_engine, settings=services.settings,
                                                user_id=self._device.user_id, alert_id=frame.alert_id, pin=frame.pin)
-        except STORAGE_ERRORS as error:
-            log.error("SOS frame not committed, storage unavailable: %s", describe(error))
+        except wire.FrameError:
+            raise
+        except Exception as error:
+            # Storage, or a defect: either way the phone must hear that this SOS (or cancel) is
+            # not done, so that it retries with the same frame, and the socket stays open. A
+            # defect is logged with its traceback (which quotes no frame: no coordinate, no PIN).
+            if isinstance(error, STORAGE_ERRORS):
+                log.error("SOS frame not committed, storage unavailable: %s", describe(error))
+            else:
+                log.exception("SOS frame failed before its answer; the phone retries")
             refusal = {"type": "error", "code": "unavailable", "message": "not stored; retry with the same frame"}
             if isinstance(frame, wire.Sos):
                 refusal["sos_id"] = frame.sos_id

@@ -79,6 +79,9 @@ class Relay:
         for task in self.tasks:
             if task is not self.workers[outbox.CONSOLE]:
                 task.kick()
+        if raised.view is None:
+            self.workers[outbox.CONSOLE].kick()
+            return
         task = asyncio.create_task(self._rush(raised.view, raised.event_id), name="relay-rush")
         self._rushing.add(task)
         task.add_done_callback(self._rushing.discard)
@@ -106,26 +109,39 @@ class Relay:
         if self._cad is not None:
             await self._cad.close()
 
-    async def _views(self, rows: list[outbox.Row]) -> dict[uuid.UUID, alertview.View]:
+    async def _views(self, rows: list[outbox.Row], retry: dict[float, list[int]]) -> dict[uuid.UUID, alertview.View]:
+        """The views of the rows' alerts. A row whose alert cannot be shown goes to `retry` with
+        its back-off: it never holds up the rows of other alerts."""
         async with db.autocommit(self._engine) as connection:
             views = await alertview.load(connection=connection, track_points=self._settings.alert_track_points,
                                          alert_ids=list({row.alert_id for row in rows}))
-        return {uuid.UUID(view.alert["alert_id"]): view for view in views}
+        found = {uuid.UUID(view.alert["alert_id"]): view for view in views}
+        for row in rows:
+            if row.alert_id not in found:
+                retry.setdefault(outbox.backoff_s(row.attempts), []).append(row.id)
+        return found
 
     async def _consoles(self, rows: list[outbox.Row]):
-        views = await self._views(rows)
-        done, retry = [], []
+        done, retry = [], {}
+        views = await self._views(rows, retry)
         for row in rows:
+            if row.alert_id not in views:
+                continue
             relayed = await self._fanout.publish_alert(views[row.alert_id], kind=row.kind, event_id=str(row.event_id))
             # Not in Redis: this process's consoles have it; the others get it on the retry.
-            (done if relayed else retry).append(row.id)
-        return done, {outbox.backoff_s(1): retry} if retry else {}
+            if relayed:
+                done.append(row.id)
+            else:
+                retry.setdefault(outbox.backoff_s(1), []).append(row.id)
+        return done, retry
 
     async def _push(self, rows: list[outbox.Row]):
-        views = await self._views(rows)
         done, retry = [], {}
+        views = await self._views(rows, retry)
         for row in rows:
-            view = views[row.alert_id]
+            view = views.get(row.alert_id)
+            if view is None:
+                continue
             try:
                 tokens = await self._push_tokens(view)
             except (RedisError, OSError, TimeoutError) as error:
@@ -173,9 +189,11 @@ class Relay:
     async def _cad_post(self, rows: list[outbox.Row]):
         """Post to one endpoint (a worker's rows share a target), each post bounded by the CAD
         timeout. After a failure the rest wait with it: a dead endpoint costs one timeout a round."""
-        views = await self._views(rows)
         done, retry = [], {}
+        views = await self._views(rows, retry)
         for index, row in enumerate(rows):
+            if row.alert_id not in views:
+                continue
             body = msgspec.json.encode(eido.eido(facts(views[row.alert_id]), agency_id=self._settings.cad_agency_id,
                                                  issuing_element=self._settings.issuing_element))
             try:
@@ -188,7 +206,7 @@ class Relay:
                 done.append(row.id)
                 continue
             retry.setdefault(outbox.backoff_s(row.attempts), []).append(row.id)
-            later = [other.id for other in rows[index + 1:]]
+            later = [other.id for other in rows[index + 1:] if other.alert_id in views]
             if later:
                 retry.setdefault(outbox.backoff_s(1), []).extend(later)
             log.warning("CAD endpoint %d failed; %d posts wait for it", self._endpoint_index(row.target),

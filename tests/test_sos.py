@@ -413,6 +413,10 @@ async def test_an_sos_is_stored_whatever_its_note_or_extra_fields_hold(server, e
     ('"lat":25.0339,"lon":121.5645,"ts":"9999-12-31T23:30:00-01:00"', ["bad_ts"]),
     ('"lat":25.0339,"lon":121.5645,"ts":"0001-01-01T00:30:00+01:00"', ["bad_ts"]),
     ('"lat":' + "9" * 400 + ',"lon":121.5645', ["invalid_lat"]),
+    # Past 4,300 digits the standard library refuses the whole text: read as infinite instead.
+    ('"lat":' + "9" * 5000 + ',"lon":121.5645', ["invalid_lat"]),
+    ('"lat":25.0339,"lon":121.5645,"ts":' + "1" * 5000, ["unreadable_ts"]),
+    ('"lat":25.0339,"lon":121.5645,"ts":"0001-01-01T00:00:00Z"', ["bad_ts"]),
     ('"lat":"25.03","lon":121.5645', ["unreadable_lat", "partial_fix"]),
 ])
 async def test_an_sos_with_a_fix_past_any_range_is_stored_annotated_over_http_and_the_socket(
