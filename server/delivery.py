@@ -22,7 +22,26 @@ POLL_INTERVAL_S = 1.0
 LEASE_LIMIT = 100
 
 
-class Worker(OwnedTask):
+class Polling(OwnedTask):
+    """A task that works when kicked (right after a commit) and at least every poll interval
+    (rows left by a crash or an outage become due without anyone kicking)."""
+
+    def __init__(self):
+        self._wake = asyncio.Event()
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def _woken(self) -> None:
+        try:
+            async with asyncio.timeout(POLL_INTERVAL_S):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+
+class Worker(Polling):
     """Leases due rows of one channel and hands them to `deliver`, which returns
     (done ids, {delay in seconds: ids to retry}). While `deliver` runs, the lease is renewed
     every third of it, so however long the posts take no other worker leases these rows."""
@@ -30,25 +49,17 @@ class Worker(OwnedTask):
     def __init__(self, *, channel: str, engine: AsyncEngine, settings: Settings, deliver,
                  targets: list[str] | None = None, name: str | None = None):
         """`targets`: only rows for these targets (one CAD endpoint)."""
+        super().__init__()
         self.channel = channel
         self._targets = targets
         self._engine = engine
         self._settings = settings
         self._deliver = deliver
-        self._wake = asyncio.Event()
         self.task_name = f"relay-{name or channel}"
-
-    def kick(self) -> None:
-        self._wake.set()
 
     async def _run(self) -> None:
         while True:
-            try:
-                async with asyncio.timeout(POLL_INTERVAL_S):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await self._woken()
             try:
                 while await self._round():
                     pass
@@ -86,29 +97,21 @@ class Worker(OwnedTask):
         return len(rows) == LEASE_LIMIT
 
 
-class Expander(OwnedTask):
+class Expander(Polling):
     """Turns each generic CAD row into one row per CAD endpoint this process knows, then wakes
     the endpoints' workers."""
 
     task_name = "relay-cad-expand"
 
     def __init__(self, *, engine: AsyncEngine, targets: list[str], workers: list[Worker]):
+        super().__init__()
         self._engine = engine
         self._targets = targets
         self._workers = workers
-        self._wake = asyncio.Event()
-
-    def kick(self) -> None:
-        self._wake.set()
 
     async def _run(self) -> None:
         while True:
-            try:
-                async with asyncio.timeout(POLL_INTERVAL_S):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            await self._woken()
             try:
                 async with self._engine.begin() as connection:
                     written = await outbox.expand(connection=connection, channel=outbox.CAD, targets=self._targets,
