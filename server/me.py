@@ -21,6 +21,9 @@ MAX_CONTACTS = 10
 class Pins(BaseModel):
     pin: fields.Pin
     duress_pin: fields.Pin
+    # Needed once PINs are set: the normal PIN, checked and counted like a cancel's PIN.
+    current_pin: Annotated[fields.Pin | None, Field(
+        description="the normal PIN now set; required once PINs are set, not the first time")] = None
 
     @model_validator(mode="after")
     def _different(self) -> "Pins":
@@ -72,10 +75,15 @@ async def post_sos(request: Request, device: Annotated[auth.Device, Depends(auth
     return JSONResponse(raised.frame(), status_code=201 if raised.created else 200)
 
 
-@router.put("/v1/me/pins", status_code=204, responses=openapi.refusals(400, 401, 422))
+@router.put("/v1/me/pins", status_code=204, responses={
+    204: {"description": "the PINs are set (the duress PIN as current_pin gets this answer too)"},
+    **openapi.refusals(400, 401, 403, 409, 422, 429)})
 async def put_pins(body: Pins, request: Request, device: Device) -> None:
-    async with request.app.state.services.engine.begin() as connection:
-        await pins.set_pins(connection=connection, user_id=device.user_id, pin=body.pin, duress_pin=body.duress_pin)
+    """Set the PINs: the first time freely, then with `current_pin` (see `pins.change`)."""
+    services = request.app.state.services
+    await pins.change(engine=services.engine, user_id=device.user_id, pin=body.pin, duress_pin=body.duress_pin,
+                      current_pin=body.current_pin, max_failures=services.settings.pin_max_failures,
+                      lockout_s=services.settings.pin_lockout_s)
 
 
 @router.put("/v1/me/contacts", responses=openapi.refusals(400, 401, 422))

@@ -9,9 +9,10 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server.tables import pins
+from server.alertview import UNFINISHED
+from server.tables import alerts, pins
 from server.wire import FrameError
 
 _hasher = PasswordHasher()
@@ -24,12 +25,12 @@ class Verdict(Enum):
     LOCKED = "locked"
     NOT_SET = "not_set"
 
-    def refusal(self) -> FrameError | None:
-        """The error a phone hears for this verdict, None for a right PIN."""
+    def refusal(self, field: str = "pin") -> FrameError | None:
+        """The error a phone hears for this verdict (about its `field`), None for a right PIN."""
         return {
-            Verdict.WRONG: FrameError("forbidden", "wrong PIN", field="pin"),
-            Verdict.LOCKED: FrameError("rate_limited", "too many wrong PINs; try again later", field="pin"),
-            Verdict.NOT_SET: FrameError("forbidden", "no PIN is set (PUT /v1/me/pins)", field="pin"),
+            Verdict.WRONG: FrameError("forbidden", "wrong PIN", field=field),
+            Verdict.LOCKED: FrameError("rate_limited", "too many wrong PINs; try again later", field=field),
+            Verdict.NOT_SET: FrameError("forbidden", "no PIN is set (PUT /v1/me/pins)", field=field),
         }.get(self)
 
 
@@ -40,12 +41,68 @@ def _matches(stored: str, pin: str) -> bool:
         return False
 
 
-async def set_pins(*, connection: AsyncConnection, user_id: uuid.UUID, pin: str, duress_pin: str) -> None:
-    hashes = await asyncio.to_thread(lambda: (_hasher.hash(pin), _hasher.hash(duress_pin)))
-    statement = pg.insert(pins).values(user_id=user_id, pin_hash=hashes[0], duress_pin_hash=hashes[1])
-    await connection.execute(statement.on_conflict_do_update(
-        index_elements=[pins.c.user_id],
-        set_={"pin_hash": hashes[0], "duress_pin_hash": hashes[1], "failed_attempts": 0, "locked_until": None}))
+async def change(*, engine: AsyncEngine, user_id: uuid.UUID, pin: str, duress_pin: str, current_pin: str | None,
+                 max_failures: int, lockout_s: float) -> None:
+    """Set the user's PINs: the first time freely, after that only with the normal PIN as `current_pin`.
+
+    Raises `conflict` while the user has an alert the phone was told is unfinished, whatever PIN
+    is given and before any is checked: whoever holds the phone during an alert must not be able
+    to make a PIN that cancels it, and no guess is counted or answered then. It is the phone's
+    view (`phone_status`), not the dispatchers': after a duress cancel the phone was told
+    `cancelled`, and a PIN change must then be answered as after a normal cancel, or the answer
+    would tell the holder which PIN was used.
+
+    `current_pin` is checked as a cancel's PIN is (`check`): a wrong one counts toward the same
+    lockout (`forbidden`, then `rate_limited` for everyone while locked). The duress PIN answers
+    exactly what the normal one does (no error, after the same argon2 work, so the same time)
+    and changes nothing: the holder who was given the duress PIN must not learn it from this
+    answer, nor get PINs that really cancel. Nothing is raised for it either: a changed PIN is
+    no emergency of its own, and an alert raised with no place or context would be a false one.
+    The counts are committed before a refusal is raised.
+    """
+    async with engine.begin() as connection:
+        verdict = await _change(connection=connection, user_id=user_id, pin=pin, duress_pin=duress_pin,
+                                current_pin=current_pin, max_failures=max_failures, lockout_s=lockout_s)
+    refusal = verdict.refusal(field="current_pin")
+    if refusal is not None:
+        raise refusal
+
+
+async def _change(*, connection: AsyncConnection, user_id: uuid.UUID, pin: str, duress_pin: str,
+                  current_pin: str | None, max_failures: int, lockout_s: float) -> Verdict:
+    # The row first, locked: a concurrent change or cancel of this user waits for this one.
+    row = (await connection.execute(sa.select(pins.c.user_id).where(pins.c.user_id == user_id)
+                                    .with_for_update())).first()
+    unfinished = await connection.scalar(sa.select(sa.func.count()).select_from(alerts).where(
+        alerts.c.user_id == user_id, alerts.c.phone_status.in_(UNFINISHED)))
+    if unfinished:
+        raise FrameError("conflict", "the PINs cannot change while you have an unfinished alert")
+    if row is None:
+        hashes = await _hash(pin, duress_pin)
+        inserted = await connection.execute(pg.insert(pins).values(
+            user_id=user_id, pin_hash=hashes[0], duress_pin_hash=hashes[1]).on_conflict_do_nothing()
+            .returning(pins.c.user_id))
+        if inserted.first() is None:  # another request set them first: now they change with current_pin only
+            raise _needs_current_pin()
+        return Verdict.NORMAL
+    if current_pin is None:
+        raise _needs_current_pin()
+    verdict = await check(connection=connection, user_id=user_id, pin=current_pin, max_failures=max_failures,
+                          lockout_s=lockout_s)
+    if verdict in (Verdict.NORMAL, Verdict.DURESS):
+        hashes = await _hash(pin, duress_pin)  # for the duress PIN too, so that both take as long
+        if verdict is Verdict.NORMAL:
+            await connection.execute(pins.update().where(pins.c.user_id == user_id).values(
+                pin_hash=hashes[0], duress_pin_hash=hashes[1], failed_attempts=0, locked_until=None))
+    return verdict
+
+
+def _needs_current_pin() -> FrameError:
+    return FrameError("forbidden", "the PINs are set: give the normal PIN as current_pin", field="current_pin")
+
+
+async def _hash(pin: str, duress_pin: str) -> tuple[str, str]:
+    return await asyncio.to_thread(lambda: (_hasher.hash(pin), _hasher.hash(duress_pin)))
 
 
 async def check(*, connection: AsyncConnection, user_id: uuid.UUID, pin: str, max_failures: int,

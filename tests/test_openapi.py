@@ -69,6 +69,8 @@ def test_the_document_states_the_contracts_statuses_error_body_and_rules():
     refusal = paths["/v1/users"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
     assert refusal == {"$ref": "#/components/schemas/ErrorBody"} and "HTTPValidationError" not in components
     assert components["Pins"]["properties"]["pin"]["pattern"] == "^[0-9]{4,8}$"
+    assert "current_pin" in components["Pins"]["properties"] and "current_pin" not in components["Pins"]["required"]
+    assert {"204", "403", "409", "429"} <= set(paths["/v1/me/pins"]["put"]["responses"])
     assert components["NewUser"]["properties"]["phone"]["pattern"] == components["Contact"]["properties"]["phone"][
         "pattern"] == "^\\+?[0-9][0-9 ()-]{3,18}[0-9]$"
     assert set(paths["/v1/console/precincts"]["get"]["responses"]["200"]["content"]) == {"application/geo+json"}
