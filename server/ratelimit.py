@@ -1,6 +1,8 @@
-"""Token buckets: pings per device (shared by the socket and HTTP), registrations per client address."""
+"""Token buckets: pings per device (shared by the socket and HTTP), registrations per client
+address, phone socket connects per device token (by its digest, before any database work)."""
 
 import ipaddress
+import itertools
 import time
 from collections.abc import Hashable
 
@@ -27,14 +29,20 @@ class RateLimited(wire.FrameError):
 
 
 class RateLimiter:
-    """`rate_per_s` tokens per second per key (a device, a client address), bursts up to `burst`.
-    At most `max_keys` buckets are kept, so a flood of new keys cannot grow memory without end."""
+    """`rate_per_s` tokens per second per key (a device, a client address, a token's digest),
+    bursts up to `burst`. At most `max_keys` buckets are kept, so a flood of new keys cannot grow
+    memory without end: full buckets are forgotten first, then the oldest (which then start
+    full again: leniency towards a forgotten key, never a refusal of a new one)."""
 
     def __init__(self, *, rate_per_s: float, burst: int, max_keys: int = 200_000):
         self._rate = rate_per_s
         self._burst = float(burst)
         self._max_keys = max_keys
         self._buckets: dict[Hashable, Bucket] = {}
+
+    @property
+    def key_count(self) -> int:
+        return len(self._buckets)
 
     def take(self, key: Hashable, count: int = 1) -> bool:
         """Spend `count` tokens if the key has them; False means rate limited."""
@@ -64,6 +72,12 @@ class RateLimiter:
         # A bucket that has refilled completely carries no state worth keeping.
         refill_s = self._burst / self._rate
         self._buckets = {key: b for key, b in self._buckets.items() if now - b.stamp < refill_s}
+        if len(self._buckets) >= self._max_keys:
+            # Keys all in use (a flood of fresh ones): a quarter of the oldest go at once, so the
+            # next scan is that many new keys away and each new key costs O(1) on average.
+            oldest = list(itertools.islice(self._buckets, max(1, self._max_keys // 4)))
+            for key in oldest:
+                del self._buckets[key]
 
 
 def client_key(host: str | None) -> str:
