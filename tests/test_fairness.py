@@ -259,9 +259,13 @@ def test_a_device_with_a_ping_or_two_in_flight_is_never_shed_while_the_greedy_fi
 @pytest.mark.no_services
 def test_a_flood_of_fresh_keys_keeps_the_buckets_bounded():
     """Every key spent a token a moment ago (none has refilled, so none is forgettable as full):
-    still at most `max_keys` buckets, and a new key still gets its burst."""
+    still at most `max_keys` buckets, the idlest forgotten first (a key still in use keeps its
+    spent bucket), and a new key still gets its burst."""
     limiter = RateLimiter(rate_per_s=0.001, burst=10, max_keys=100)
+    assert limiter.take("storm", 10)
     for key in range(10_000):
         assert limiter.take(key)
         assert limiter.key_count <= 100
+        if key % 10 == 0:  # the storm goes on amid the flood: its spent bucket is never forgotten
+            assert not limiter.take("storm")
     assert limiter.take("new", 10)
