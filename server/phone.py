@@ -58,11 +58,8 @@ class PhoneSession:
         try:
             try:
                 device = await self._authenticate()
-            except ratelimit.RateLimited as refusal:
-                # Nothing looked up: a reconnect storm on one token costs the others no query. The
-                # phone sends an SOS over `POST /v1/sos` meanwhile, as the contract asks.
-                await self._ws.close(errors.CLOSE_TRY_AGAIN, f"{refusal.message}; retry in "
-                                                             f"{math.ceil(refusal.retry_after_ms / 1000)} s")
+            except ratelimit.RateLimited as refusal:  # the phone sends an SOS over `POST /v1/sos` meanwhile
+                await self._ws.close(errors.CLOSE_TRY_AGAIN, refusal.message)
                 return
             if device is None:
                 await self._ws.close(errors.CLOSE_POLICY, "unauthorized")
@@ -131,21 +128,20 @@ class PhoneSession:
                     message = await self._ws.receive()
             except TimeoutError:
                 return None
-            text = message.get("text")
-            if text is None:
-                return None
             try:
-                frame = wire.decode_frame(text)
+                frame = wire.decode_frame(message.get("text") or "")  # binary or a disconnect: no hello
             except wire.FrameError:
                 return None
             if not isinstance(frame, wire.Hello) or not frame.token:
                 return None
             token = frame.token
-        # By the digest: the buckets never hold a token itself.
+        # Before the lookup, so a reconnect storm on one token costs the others no query; by the
+        # digest, so the buckets never hold a token.
         key, connects = auth.digest(token), self._services.phone_connects
         if not connects.take(key):
-            wait_ms = math.ceil(1000 * connects.retry_after_s(key))
-            raise ratelimit.RateLimited("too many connects of this device token", retry_after_ms=wait_ms)
+            wait_s = math.ceil(connects.retry_after_s(key))
+            raise ratelimit.RateLimited(f"too many connects of this device token; retry in {wait_s} s",
+                                        retry_after_ms=1000 * wait_s)
         return await auth.device_for(engine=self._services.engine, token=token)
 
     async def _read(self, intake: Intake) -> None:
