@@ -7,7 +7,8 @@ and its queueing delay bounded, and never stops reading a socket (an SOS behind 
 pings is read at once, DESIGN rule 3). Shedding is fair: past `queue_rows` only a device
 that already holds its share of the queue is refused, so a few greedy devices cannot
 shed a phone with a ping or two in flight; past the hard cap (HARD_CAP_FACTOR times
-`queue_rows`) every frame is, so memory stays bounded however many devices there are. One owned task cuts the queue into flushes, at most
+`queue_rows`) every frame is, so memory stays bounded however many devices there are.
+One owned task cuts the queue into flushes, at most
 `flush_max_rows` rows or `flush_interval_ms` after the first waiting row, and
 commits them one at a time while the next flush gathers. Commits land in arrival
 order, so what is stored of a device is always a prefix of what it sent (less the
