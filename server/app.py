@@ -89,6 +89,8 @@ def create_app(settings: Settings) -> FastAPI:
                 alert_engine=alert_engine,
                 registrations=RateLimiter(rate_per_s=settings.register_per_hour / 3600,
                                           burst=settings.register_burst),
+                phone_connects=RateLimiter(rate_per_s=settings.phone_connects_per_s,
+                                           burst=settings.phone_connect_burst, max_keys=100_000),
                 health=[sweeper.health, ingest.health, *(task.health for task in relay.tasks),
                         fanout.health, audit_log.health, loop_lag.health],
             )

@@ -22,10 +22,13 @@ class Settings(BaseSettings):
 
     # Group commit of pings: a flush when this many rows wait, or this long after the first.
     # A full queue refuses ping frames (`rate_limited`): it bounds the queueing delay, about
-    # ingest_queue_rows / the committed rate (0.5 s at 20,000 pings/s).
+    # ingest_queue_rows / the committed rate (0.5 s at 20,000 pings/s). Full only for a device
+    # holding ingest_device_share_rows pings not yet acked: the rest queue on, up to twice
+    # ingest_queue_rows (server/ingest.py), so a few greedy devices cannot shed everyone.
     flush_max_rows: int = 5000
     flush_interval_ms: float = 5.0
     ingest_queue_rows: int = 10_000
+    ingest_device_share_rows: int = 100
     db_pool_size: int = 10
     alert_pool_size: int = 10
 
@@ -45,6 +48,10 @@ class Settings(BaseSettings):
     # Per-device token bucket over pings (a batch counts each of its pings).
     rate_pings_per_s: float = 100.0
     rate_burst_pings: int = 3000
+    # Phone socket connects per device token, a token bucket checked before any database work:
+    # a reconnect storm on one token is closed with 1013 instead of slowing everyone's acks.
+    phone_connect_burst: int = 10
+    phone_connects_per_s: float = 0.5
     # A socket that sends this many refused frames in a row is closed with 1008.
     max_consecutive_errors: int = 50
     # Registrations (`POST /v1/users`) per client address, a token bucket: `register_burst` at

@@ -26,7 +26,7 @@ HTTP_STATUS = {
 # sent by the websocket layer itself (uvicorn's ws_max_size, set from max_frame_bytes).
 CLOSE_POLICY = 1008  # bad credentials, or a socket that keeps sending garbage
 CLOSE_UNAVAILABLE = 1011  # storage failed: reconnect and resend from acked_seq
-CLOSE_TRY_AGAIN = 1013  # a console that could not keep up: reconnect for a fresh snapshot
+CLOSE_TRY_AGAIN = 1013  # a console that could not keep up, or a phone token connecting too often
 CLOSE_REPLACED = 4001  # a newer socket of the same device took over: do not reconnect this one
 
 

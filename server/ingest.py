@@ -1,10 +1,14 @@
 """Group commit of pings from every connection of this process.
 
-Connections `admit` items while the queue `has_room`, and return at once. When it is
-full, a ping frame is refused `rate_limited` and the phone resends it later: under
-overload the server sheds the excess before judging it, keeps its memory and its
-queueing delay bounded, and never stops reading a socket (an SOS behind the pings is
-read at once, DESIGN rule 3). One owned task cuts the queue into flushes, at most
+Connections `admit` items while the queue `has_room` for their device, and return at
+once. When it is full, a ping frame is refused `rate_limited` and the phone resends it
+later: under overload the server sheds the excess before judging it, keeps its memory
+and its queueing delay bounded, and never stops reading a socket (an SOS behind the
+pings is read at once, DESIGN rule 3). Shedding is fair: past `queue_rows` only a device
+that already holds its share of the queue is refused, so a few greedy devices cannot
+shed a phone with a ping or two in flight; past the hard cap (HARD_CAP_FACTOR times
+`queue_rows`) every frame is, so memory stays bounded however many devices there are.
+One owned task cuts the queue into flushes, at most
 `flush_max_rows` rows or `flush_interval_ms` after the first waiting row, and
 commits them one at a time while the next flush gathers. Commits land in arrival
 order, so what is stored of a device is always a prefix of what it sent (less the
@@ -48,6 +52,9 @@ STORAGE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
 # a number out of range) as a bare DBAPIError.
 DATA_ERROR_CLASSES = ("22", "23")
 REDIS_WRITE_TIMEOUT_S = 1.0
+# The queue's hard cap, in multiples of `queue_rows`: room above the fair bound for the devices
+# that hold less than their share, and no more.
+HARD_CAP_FACTOR = 2
 
 
 def sqlstate(error: BaseException) -> str | None:
@@ -63,6 +70,16 @@ def describe(error: BaseException) -> str:
 
 def is_data_error(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and (sqlstate(error) or "")[:2] in DATA_ERROR_CLASSES
+
+
+def admits(*, queued_rows: int, queue_rows: int, pending_rows: int, share_rows: int) -> bool:
+    """Whether a device with `pending_rows` pings not yet settled may queue a frame while
+    `queued_rows` wait: anyone below `queue_rows`; from there only a device holding fewer
+    than `share_rows`; nobody from HARD_CAP_FACTOR times `queue_rows`. A frame may overshoot
+    a bound by its own rows (at most a batch), so a large batch is not refused forever."""
+    if queued_rows < queue_rows:
+        return True
+    return queued_rows < HARD_CAP_FACTOR * queue_rows and pending_rows < share_rows
 
 
 class Item:
@@ -115,11 +132,11 @@ class Ingest:
     def queued_rows(self) -> int:
         return len(self._buffer)
 
-    @property
-    def has_room(self) -> bool:
-        """Whether a frame may be queued now. It may overshoot the bound by its own rows (at
-        most a batch), so a large batch is not refused forever."""
-        return len(self._buffer) < self._queue_rows
+    def has_room(self, *, pending_rows: int, share_rows: int) -> bool:
+        """Whether a frame of a device with `pending_rows` unsettled pings (its ledger's) may be
+        queued now, against its share of a full queue (`admits`)."""
+        return admits(queued_rows=len(self._buffer), queue_rows=self._queue_rows, pending_rows=pending_rows,
+                      share_rows=share_rows)
 
     def start(self) -> None:
         self._runner = supervise(self._run, name="ingest", health=self.health)
@@ -145,7 +162,7 @@ class Ingest:
         self._waiting.set()
 
     def shed(self, rows: int) -> None:
-        """Count a frame refused because the queue was full (the phone resends it later)."""
+        """Count a frame refused because the queue was full for its device (the phone resends it later)."""
         self.refused_rows += rows
 
     async def _run(self) -> None:

@@ -36,12 +36,14 @@ class Intake:
         limits: rules.Limits,
         rate_limiter: RateLimiter,
         max_batch_pings: int,
+        device_share_rows: int,
         on_refused: Callable[[wire.FrameError], None],
         on_change: Callable[[], None] | None = None,
     ):
         """`on_refused`: called (from the flusher, must not block) for a queued ping that
         PostgreSQL refused, with the error to answer. `on_change`: the ledger's watcher
-        to remove at close()."""
+        to remove at close(). `device_share_rows`: the device's share of a full ingest queue
+        (`ingest.admits`)."""
         self.device = device
         self._on_refused = on_refused
         self._on_change = on_change
@@ -54,6 +56,7 @@ class Intake:
         self._limits = limits
         self._rate_limiter = rate_limiter
         self._max_batch = max_batch_pings
+        self._share_rows = device_share_rows
 
     def close(self) -> None:
         """Leave the device's ledger (its queued pings still settle; nobody waits for them here)."""
@@ -71,13 +74,14 @@ class Intake:
         entered in the ledger). Returns the refusals of single pings, to answer.
 
         Raises FrameError when the whole frame is refused: too many pings, this device over
-        its rate, the ingest queue full (shed before any judging, so an overloaded server
-        spends nothing on what it cannot store), or the ledger failed (storage lost pings
-        of this stream: the phone must reconnect and resend from `acked_seq`, so nothing
-        may be stored above the hole). Then nothing of it enters the ledger, and
-        the phone may resend it all. The pings of a user with an unfinished alert are never
-        shed: dispatchers are following that track live (they are few, so the queue's bound
-        barely moves).
+        its rate, the ingest queue full while this device holds its share of it or at its
+        hard cap (shed before any judging, so an overloaded server spends nothing on what it
+        cannot store; a phone with a ping or two in flight is not shed for others' flood),
+        or the ledger failed (storage lost pings of this stream: the phone must reconnect
+        and resend from `acked_seq`, so nothing may be stored above the hole). Then nothing
+        of it enters the ledger, and the phone may resend it all. The pings of a user with
+        an unfinished alert are never shed, not even at the hard cap: dispatchers are
+        following that track live (they are few, so the queue's bound barely moves).
         """
         if len(pings) > self._max_batch:
             raise wire.FrameError("too_large", f"a batch holds at most {self._max_batch} pings", field="pings")
@@ -85,7 +89,8 @@ class Intake:
             return []
         if self.ledger.failed:
             raise wire.FrameError("unavailable", "storage failed; reconnect and resend from acked_seq")
-        if not self._ingest.has_room and not self._in_alert():
+        has_room = self._ingest.has_room(pending_rows=self.ledger.pending, share_rows=self._share_rows)
+        if not has_room and not self._in_alert():
             self._ingest.shed(len(pings))
             raise self._refuse_whole(pings, "the server is busy storing pings; resend later")
         if not self._rate_limiter.take(self.device.device_id, len(pings)):
@@ -160,6 +165,7 @@ async def open_intake(*, connection: AsyncConnection, services: Services, device
         limits=settings.limits,
         rate_limiter=services.rate_limiter,
         max_batch_pings=settings.max_batch_pings,
+        device_share_rows=settings.ingest_device_share_rows,
         on_refused=on_refused,
         on_change=on_change,
     )

@@ -17,13 +17,14 @@ phone resends from the welcome's `acked_seq`.
 
 import asyncio
 import logging
+import math
 from collections import deque
 
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from notifier.hub import Event
-from server import alerts, auth, db, errors, history, wire
+from server import alerts, auth, db, errors, history, ratelimit, wire
 from server.alertview import UNFINISHED
 from server.ingest import STORAGE_ERRORS, describe
 from server.intake import Intake, open_intake
@@ -55,7 +56,11 @@ class PhoneSession:
         await self._ws.accept()
         intake = None
         try:
-            device = await self._authenticate()
+            try:
+                device = await self._authenticate()
+            except ratelimit.RateLimited as refusal:  # the phone sends an SOS over `POST /v1/sos` meanwhile
+                await self._ws.close(errors.CLOSE_TRY_AGAIN, refusal.message)
+                return
             if device is None:
                 await self._ws.close(errors.CLOSE_POLICY, "unauthorized")
                 return
@@ -112,24 +117,32 @@ class PhoneSession:
             log.debug("replaced phone socket was already closing: %s", type(error).__name__)
 
     async def _authenticate(self) -> auth.Device | None:
-        """Bearer header on the upgrade, else a `hello` frame within the hello timeout."""
-        engine = self._services.engine
+        """Bearer header on the upgrade, else a `hello` frame within the hello timeout.
+
+        Raises RateLimited, before any database work, when the token connected more often than
+        its bucket allows (`phone_connect_burst`, then `phone_connects_per_s`)."""
         token = auth.bearer(self._ws.headers.get("authorization"))
-        if token is not None:
-            return await auth.device_for(engine=engine, token=token)
-        try:
-            async with asyncio.timeout(self._services.settings.hello_timeout_s):
-                message = await self._ws.receive()
-        except TimeoutError:
-            return None
-        text = message.get("text")
-        if text is None:
-            return None
-        try:
-            frame = wire.decode_frame(text)
-        except wire.FrameError:
-            return None
-        return await auth.device_for(engine=engine, token=frame.token) if isinstance(frame, wire.Hello) else None
+        if token is None:
+            try:
+                async with asyncio.timeout(self._services.settings.hello_timeout_s):
+                    message = await self._ws.receive()
+            except TimeoutError:
+                return None
+            try:
+                frame = wire.decode_frame(message.get("text") or "")  # binary or a disconnect: no hello
+            except wire.FrameError:
+                return None
+            if not isinstance(frame, wire.Hello) or not frame.token:
+                return None
+            token = frame.token
+        # Before the lookup, so a reconnect storm on one token costs the others no query; by the
+        # digest, so the buckets never hold a token.
+        key, connects = auth.digest(token), self._services.phone_connects
+        if not connects.take(key):
+            wait_s = math.ceil(connects.retry_after_s(key))
+            raise ratelimit.RateLimited(f"too many connects of this device token; retry in {wait_s} s",
+                                        retry_after_ms=1000 * wait_s)
+        return await auth.device_for(engine=self._services.engine, token=token)
 
     async def _read(self, intake: Intake) -> None:
         max_errors = self._services.settings.max_consecutive_errors

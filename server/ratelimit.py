@@ -1,6 +1,8 @@
-"""Token buckets: pings per device (shared by the socket and HTTP), registrations per client address."""
+"""Token buckets: pings per device (shared by the socket and HTTP), registrations per client
+address, phone socket connects per device token (by its digest, before any database work)."""
 
 import ipaddress
+import itertools
 import time
 from collections.abc import Hashable
 
@@ -27,14 +29,20 @@ class RateLimited(wire.FrameError):
 
 
 class RateLimiter:
-    """`rate_per_s` tokens per second per key (a device, a client address), bursts up to `burst`.
-    At most `max_keys` buckets are kept, so a flood of new keys cannot grow memory without end."""
+    """`rate_per_s` tokens per second per key (a device, a client address, a token's digest),
+    bursts up to `burst`. At most `max_keys` buckets are kept, so a flood of new keys cannot grow
+    memory without end: full buckets are forgotten first, then the least recently used (which
+    then start full again: leniency towards a forgotten key, never a refusal of a new one)."""
 
     def __init__(self, *, rate_per_s: float, burst: int, max_keys: int = 200_000):
         self._rate = rate_per_s
         self._burst = float(burst)
         self._max_keys = max_keys
         self._buckets: dict[Hashable, Bucket] = {}
+
+    @property
+    def key_count(self) -> int:
+        return len(self._buckets)
 
     def take(self, key: Hashable, count: int = 1) -> bool:
         """Spend `count` tokens if the key has them; False means rate limited."""
@@ -51,8 +59,11 @@ class RateLimiter:
 
     def _refilled(self, key: Hashable) -> Bucket:
         now = time.monotonic()
-        bucket = self._buckets.get(key)
-        if bucket is None:
+        # Popped and put back: the map stays in order of last use, so the oldest are the idlest.
+        bucket = self._buckets.pop(key, None)
+        if bucket is not None:
+            self._buckets[key] = bucket
+        else:
             if len(self._buckets) >= self._max_keys:
                 self._forget_full(now)
             bucket = self._buckets[key] = Bucket(self._burst, now)
@@ -64,6 +75,12 @@ class RateLimiter:
         # A bucket that has refilled completely carries no state worth keeping.
         refill_s = self._burst / self._rate
         self._buckets = {key: b for key, b in self._buckets.items() if now - b.stamp < refill_s}
+        keep = self._max_keys - max(1, self._max_keys // 4)
+        if len(self._buckets) > keep:
+            # Keys all in use (a flood of fresh ones): the idlest go, down to three quarters, so
+            # the next scan is a quarter of the map's new keys away (O(1) per key on average).
+            for key in list(itertools.islice(self._buckets, len(self._buckets) - keep)):
+                del self._buckets[key]
 
 
 def client_key(host: str | None) -> str:

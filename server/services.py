@@ -28,6 +28,8 @@ class Services:
     alert_engine: AsyncEngine
     # Registrations per client address (`ratelimit.client_key`).
     registrations: RateLimiter
+    # Phone socket connects per device token (`auth.digest`).
+    phone_connects: RateLimiter
     # The supervised background tasks whose trouble makes /healthz answer 503.
     health: list[Health]
     # device id → its one phone socket in this process (`phone.PhoneSession`); a new one replaces it.
