@@ -90,6 +90,10 @@ def create_app(settings: Settings) -> FastAPI:
                 alert_engine=alert_engine,
                 registrations=RateLimiter(rate_per_s=settings.register_per_hour / 3600,
                                           burst=settings.register_burst),
+                logins_by_address=RateLimiter(rate_per_s=settings.login_address_per_minute / 60,
+                                              burst=settings.login_address_burst),
+                logins_by_username=RateLimiter(rate_per_s=settings.login_username_per_minute / 60,
+                                               burst=settings.login_username_burst),
                 health=[sweeper.health, ingest.health, *(task.health for task in relay.tasks),
                         fanout.health, audit_log.health, loop_lag.health],
             )

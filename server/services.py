@@ -28,6 +28,10 @@ class Services:
     alert_engine: AsyncEngine
     # Registrations per client address (`ratelimit.client_key`).
     registrations: RateLimiter
+    # Console logins (`POST /v1/console/login`) per client address and per username given,
+    # spent before the password is hashed.
+    logins_by_address: RateLimiter
+    logins_by_username: RateLimiter
     # The supervised background tasks whose trouble makes /healthz answer 503.
     health: list[Health]
     # device id → its one phone socket in this process (`phone.PhoneSession`); a new one replaces it.

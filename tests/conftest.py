@@ -24,6 +24,9 @@ TEST_ENV = {
     "GUARDIAN_HELLO_TIMEOUT_S": "1",
     # Every test registers its users from 127.0.0.1: the per-address limit has its own tests.
     "GUARDIAN_REGISTER_BURST": "1000000",
+    # Likewise their logins, per address and per username: the limits have their own tests.
+    "GUARDIAN_LOGIN_ADDRESS_BURST": "1000000",
+    "GUARDIAN_LOGIN_USERNAME_BURST": "1000000",
 }
 # Everything but the jurisdictions, which the session loads once (the Taipei demo).
 TABLES = ("outbox", "audit_reads", "officer_positions", "alert_notes", "alerts", "pins", "contacts", "push_tokens",
