@@ -47,7 +47,9 @@ def scenarios(duration_s: float) -> list[Scenario]:
 def run_bench(*, duration_s: float, idle_phones: int, procs: int, only: str | None = None) -> None:
     env = {**os.environ, "GUARDIAN_DATABASE_URL": os.environ.get("GUARDIAN_BENCH_DATABASE_URL", BENCH_DATABASE_URL),
            "GUARDIAN_REDIS_URL": os.environ.get("GUARDIAN_BENCH_REDIS_URL", BENCH_REDIS_URL),
-           "GUARDIAN_REGISTER_BURST": "1000000"}  # the fleet registers every phone from one address
+           "GUARDIAN_REGISTER_BURST": "1000000",  # the fleet registers every phone from one address
+           "GUARDIAN_LOGIN_ADDRESS_BURST": "1000000",  # and logs its SOS_CONSOLES consoles in as one user
+           "GUARDIAN_LOGIN_USERNAME_BURST": "1000000"}
     full = ServerProcess([sys.executable, "-m", "server", "serve"], env)
     baseline = ServerProcess([sys.executable, "-m", "load", "baseline"], env)
     full.start()

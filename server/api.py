@@ -63,11 +63,7 @@ async def post_pings(request: Request, device: Annotated[auth.Device, Depends(au
     time is in `errors`, not stored.
     """
     services = request.app.state.services
-    body = await request.body()
-    limit = services.settings.max_frame_bytes
-    if len(body) > limit:
-        raise wire.FrameError("too_large", f"a request body holds at most {limit} bytes")
-    raw_pings = wire.decode_batch(body)
+    raw_pings = wire.decode_batch(await request.body())  # at most max_frame_bytes (server/bodysize.py)
     changed = asyncio.Event()
     refused_at_flush: list[wire.FrameError] = []
     intake = None

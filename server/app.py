@@ -10,8 +10,9 @@ from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
 from notifier.hub import Hub
-from server import api, console, db, desk, errors, hotstate, me, phone
+from server import api, console, db, desk, errors, hotstate, me, openapi, phone
 from server.auditlog import AuditLog
+from server.bodysize import BodyLimit
 from server.config import Settings
 from server.fanout import Fanout
 from server.ingest import STORAGE_ERRORS, Ingest, describe
@@ -91,6 +92,10 @@ def create_app(settings: Settings) -> FastAPI:
                                           burst=settings.register_burst),
                 phone_connects=RateLimiter(rate_per_s=settings.phone_connects_per_s,
                                            burst=settings.phone_connect_burst, max_keys=100_000),
+                logins_by_address=RateLimiter(rate_per_s=settings.login_address_per_minute / 60,
+                                              burst=settings.login_address_burst),
+                logins_by_username=RateLimiter(rate_per_s=settings.login_username_per_minute / 60,
+                                               burst=settings.login_username_burst),
                 health=[sweeper.health, ingest.health, *(task.health for task in relay.tasks),
                         fanout.health, audit_log.health, loop_lag.health],
             )
@@ -98,6 +103,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="Guardian", version="1", lifespan=lifespan)
     errors.install(app)
+    # Every HTTP body, the contract's frame limit, before any route or dependency reads it.
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_frame_bytes)
+    openapi.install(app)
 
     async def storage_unavailable(request, error: Exception) -> JSONResponse:
         # Any endpoint: a lost PostgreSQL is a reason to retry (503), never a 500 with a traceback

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     register_burst: int = 20
     register_per_hour: float = 120.0
     forwarded_allow_ips: list[str] = ["127.0.0.1"]
+    # Console logins, token buckets per client address (as for registrations) and per username
+    # given, whether or not it exists: each attempt verifies an argon2 hash (tens of ms of a
+    # core), so unbounded guessing both tries passwords and starves the phones' event loop.
+    # A dispatcher logs in once a shift; an office behind one address logs in a few at once.
+    login_address_burst: int = 10
+    login_address_per_minute: float = 10.0
+    login_username_burst: int = 5
+    login_username_per_minute: float = 2.0
 
     # Consoles and alerts.
     console_session_ttl_s: float = 12 * 3600.0

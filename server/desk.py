@@ -1,6 +1,7 @@
 """HTTP for staff: console login and logout, the precinct outlines, officers' position and push token,
 and the web console's page and assets."""
 
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from server import db, fields, hotstate, jurisdictions, openapi, staff, wire
+from server import db, fields, hotstate, jurisdictions, openapi, ratelimit, staff, wire
 from server.ingest import STORAGE_ERRORS
 from server.me import PushToken
 
@@ -32,9 +33,14 @@ class Position(BaseModel):
 Member = Annotated[staff.Staff, Depends(staff.current_staff)]
 
 
-@router.post("/v1/console/login", responses=openapi.refusals(400, 401, 422))
+@router.post("/v1/console/login", responses=openapi.refusals(400, 401, 413, 422, 429))
 async def login(body: Login, request: Request) -> JSONResponse:
+    """A session for a right password. At most `login_*_burst` attempts at once per client address
+    and per username (then `login_*_per_minute`), counted before any hash is verified: a known
+    username and a made-up one are limited alike, so the answers tell nothing of which exist."""
     services = request.app.state.services
+    _limit_login(services, address=ratelimit.client_key(request.client.host if request.client else None),
+                 username=body.username)
     ttl_s = services.settings.console_session_ttl_s
     token = await staff.login(engine=services.engine, username=body.username, password=body.password, ttl_s=ttl_s)
     if token is None:
@@ -43,6 +49,16 @@ async def login(body: Login, request: Request) -> JSONResponse:
     response.set_cookie(staff.SESSION_COOKIE, token, max_age=int(ttl_s), httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/")
     return response
+
+
+def _limit_login(services, *, address: str, username: str) -> None:
+    """Spend one attempt from both buckets, or neither: a refusal by one does not drain the other."""
+    by_address, by_username = services.logins_by_address, services.logins_by_username
+    wait_s = max(by_address.retry_after_s(address), by_username.retry_after_s(username))
+    if wait_s > 0:
+        raise ratelimit.RateLimited("too many login attempts; wait", retry_after_ms=math.ceil(1000 * wait_s))
+    by_address.take(address)
+    by_username.take(username)
 
 
 @router.post("/v1/console/logout", status_code=204)

@@ -1,6 +1,7 @@
 """The one place where error codes become HTTP statuses and websocket close codes."""
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,8 +32,14 @@ CLOSE_REPLACED = 4001  # a newer socket of the same device took over: do not rec
 
 
 def response(error: FrameError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if error.code == "unauthorized" else None
-    return JSONResponse(error.frame(), status_code=HTTP_STATUS[error.code], headers=headers)
+    """The contract's error body, and the headers HTTP clients act on without reading it."""
+    body, headers = error.frame(), {}
+    if error.code == "unauthorized":
+        headers["WWW-Authenticate"] = "Bearer"
+    if body.get("retry_after_ms") is not None:
+        # Whole seconds, rounded up (RFC 9110 10.2.3): a client that waits that long passes.
+        headers["Retry-After"] = str(math.ceil(body["retry_after_ms"] / 1000))
+    return JSONResponse(body, status_code=HTTP_STATUS[error.code], headers=headers or None)
 
 
 class _InputErrorsInOneLine(logging.Filter):

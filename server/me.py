@@ -55,10 +55,7 @@ Device = Annotated[auth.Device, Depends(auth.current_device)]
 async def post_sos(request: Request, device: Annotated[auth.Device, Depends(auth.alerting_device)]) -> JSONResponse:
     """The SOS over HTTP: 201 with the sos_ack once committed, 200 for a retry of the same sos_id."""
     services = request.app.state.services
-    body = await request.body()
-    if len(body) > services.settings.max_frame_bytes:
-        raise wire.FrameError("too_large", "an SOS body is at most 64 KiB")
-    sos = wire.decode_sos(body)
+    sos = wire.decode_sos(await request.body())  # at most max_frame_bytes (server/bodysize.py)
     try:
         raised = await alerts.raise_alert(engine=services.alert_engine, settings=services.settings, device=device, sos=sos)
     except STORAGE_ERRORS as error:

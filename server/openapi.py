@@ -8,6 +8,7 @@ the server with schemathesis (tests/test_openapi.py).
 
 from typing import Literal
 
+from fastapi import FastAPI
 from pydantic import BaseModel
 
 from server import errors, wire
@@ -32,9 +33,31 @@ WHY = {400: "not JSON (`bad_json`)", 401: "no valid credential (`unauthorized`)"
        429: "too many; resend later (`rate_limited`)", 503: "storage unavailable; resend (`unavailable`)"}
 
 
+RETRY_AFTER = {"Retry-After": {"description": "whole seconds, `retry_after_ms` rounded up",
+                               "schema": {"type": "integer", "minimum": 0}}}
+
+
 def refusals(*statuses: int) -> dict:
     """The `responses` of a route: each error status it may answer, with the contract's body."""
-    return {status: {"model": ErrorBody, "description": WHY[status]} for status in statuses}
+    return {status: {"model": ErrorBody, "description": WHY[status],
+                     **({"headers": RETRY_AFTER} if status == 429 else {})} for status in statuses}
+
+
+def install(app: FastAPI) -> None:
+    """The document states what the body bound (server/bodysize.py) answers: 413 on every
+    operation that takes a body, whatever its route declares."""
+    build = app.openapi
+
+    def document() -> dict:
+        if app.openapi_schema is None:
+            paths = build()["paths"]
+            for operation in (operation for item in paths.values() for operation in item.values()):
+                if "requestBody" in operation:
+                    operation["responses"].setdefault("413", {"description": WHY[413], "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+        return app.openapi_schema
+
+    app.openapi = document
 
 
 def body(schema: dict) -> dict:

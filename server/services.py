@@ -30,6 +30,10 @@ class Services:
     registrations: RateLimiter
     # Phone socket connects per device token (`auth.digest`).
     phone_connects: RateLimiter
+    # Console logins (`POST /v1/console/login`) per client address and per username given,
+    # spent before the password is hashed.
+    logins_by_address: RateLimiter
+    logins_by_username: RateLimiter
     # The supervised background tasks whose trouble makes /healthz answer 503.
     health: list[Health]
     # device id → its one phone socket in this process (`phone.PhoneSession`); a new one replaces it.

@@ -26,6 +26,9 @@ TEST_ENV = {
     "GUARDIAN_REGISTER_BURST": "1000000",
     # Tests reconnect one token many times: the per-token connect limit has its own tests.
     "GUARDIAN_PHONE_CONNECT_BURST": "1000000",
+    # Likewise their logins, per address and per username: the limits have their own tests.
+    "GUARDIAN_LOGIN_ADDRESS_BURST": "1000000",
+    "GUARDIAN_LOGIN_USERNAME_BURST": "1000000",
 }
 # Everything but the jurisdictions, which the session loads once (the Taipei demo).
 TABLES = ("outbox", "audit_reads", "officer_positions", "alert_notes", "alerts", "pins", "contacts", "push_tokens",
