@@ -9,12 +9,14 @@ import httpx
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from playwright.async_api import expect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from server import alerts, wire
 from server.auth import Device
 from server.config import Settings
 from server.staff import Staff
+from tests.browser import chromium_page, log_in
 from tests.servers import (add_staff, bearer, connect_console, connect_phone, create_user, login, quiet, sos_frame,
                            until_type)
 
@@ -123,6 +125,21 @@ async def test_a_user_whose_only_unfinished_alerts_are_duress_cancelled_still_ge
     assert ack["alert_id"] != first and ack["status"] == "open"
     assert [status for _, _, status, _ in (await stored(engine, user_id))["alerts"]] == ["open", "open"]
     await phone.close()
+
+
+async def test_the_console_page_shows_how_many_more_sos_an_alert_got(server, engine):
+    await add_staff(engine, "desk")
+    _, token = create_user(server, name="Mei Wu")
+    newest = [http_sos(server, token, sos_frame()).json()["alert_id"] for _ in range(CAP)][-1]
+    async with chromium_page() as page:
+        await page.goto(f"{server.url}/console")
+        await log_in(page, "desk")
+        meta = page.locator(f"#queue li[data-alert-id='{newest}'] .meta")
+        await expect(meta).not_to_contain_text("more SOS")
+        for _ in range(2):
+            assert http_sos(server, token, sos_frame()).json()["alert_id"] == newest
+        await expect(meta).to_contain_text("2 more SOS")
+        assert await page.locator("#queue li").count() == CAP
 
 
 # A step of the property: ("new",), ("retry", which earlier SOS), ("resolve", which unfinished alert).
