@@ -179,27 +179,39 @@ async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos
                                              sa.DateTime(timezone=True)),
             "escalate_again_after_s": sa.literal(settings.escalate_again_after_s, sa.Float),
         }
-        user, sos = values["user_id"], values["sos_id"]
-        opening = sa.select(*values.values()).where(repeats.not_joined(user_id=user, sos_id=sos))
-        capped = opening.where(repeats.unfinished_below_cap(user_id=user, settings=settings))
+        opening = sa.select(*values.values()).where(
+            repeats.not_joined(user_id=values["user_id"], sos_id=values["sos_id"]))
+        capped = opening.where(repeats.unfinished_below_cap(user_id=values["user_id"], settings=settings))
         created = await _open(connection, settings=settings, values=values, opening=capped, event_id=event_id)
         if created is None:  # a retry, the same sos_id raised concurrently elsewhere, or the user at the cap
-            answer = await _existing(connection, device.user_id, sos_id)
-            if answer is not None:
-                return answer
-            own_fix = fix if located.quality in ("fix", "suspect") else None
-            joined = await repeats.join(connection=connection, settings=settings, user_id=device.user_id,
-                                        sos_id=sos_id, own_fix=own_fix, suspect=[*located.suspect, *note_reasons],
-                                        note=note, now=now)
-            if joined is not None:
-                return Raised(joined.alert_id, sos_id, joined.phone_status, created=False, joined=True)
-            answer = await _existing(connection, device.user_id, sos_id)
-            if answer is not None:
-                return answer
-            created = await _open(connection, settings=settings, values=values, opening=opening, event_id=event_id)
-            if created is None:
-                return await _existing(connection, device.user_id, sos_id)
+            return await _answer_past_the_cap(
+                connection, settings=settings, device=device, sos_id=sos_id, now=now, values=values,
+                opening=opening, event_id=event_id, own_fix=fix if located.quality in ("fix", "suspect") else None,
+                suspect=[*located.suspect, *note_reasons], note=note)
     return Raised(alert_id, sos_id, "open", created=True, event_id=event_id, view=view_of(created))
+
+
+async def _answer_past_the_cap(connection: AsyncConnection, *, settings: Settings, device: Device,
+                               sos_id: uuid.UUID, now: datetime, values: dict, opening, event_id: uuid.UUID,
+                               own_fix: Fix | None, suspect: list[str], note: str | None) -> Raised:
+    """The rare path, when the capped insert opened nothing: the answer a retry already got, else
+    the SOS joined to the user's newest unfinished alert, else (no alert left to join) an alert
+    opened past the cap. Each step is idempotent by sos_id, so a concurrent copy of this SOS
+    (socket and HTTP at once) ends with the same answer."""
+    answer = await _existing(connection, device.user_id, sos_id)
+    if answer is not None:
+        return answer
+    joined = await repeats.join(connection=connection, settings=settings, user_id=device.user_id, sos_id=sos_id,
+                                own_fix=own_fix, suspect=suspect, note=note, now=now)
+    if joined is not None:
+        return Raised(joined.alert_id, sos_id, joined.phone_status, created=False, joined=True)
+    answer = await _existing(connection, device.user_id, sos_id)
+    if answer is not None:
+        return answer
+    created = await _open(connection, settings=settings, values=values, opening=opening, event_id=event_id)
+    if created is None:
+        return await _existing(connection, device.user_id, sos_id)
+    return Raised(created.alert_id, sos_id, "open", created=True, event_id=event_id, view=view_of(created))
 
 
 async def _open(connection: AsyncConnection, *, settings: Settings, values: dict, opening, event_id: uuid.UUID):
