@@ -108,6 +108,23 @@ async def test_once_the_users_alerts_are_resolved_the_next_sos_opens_an_alert_an
     await console.close()
 
 
+async def test_an_sos_past_the_cap_sent_on_the_socket_and_over_http_at_once_joins_once(server, engine):
+    user_id, token = create_user(server)
+    newest = [http_sos(server, token, sos_frame()).json()["alert_id"] for _ in range(CAP)][-1]
+    phone, _ = await connect_phone(server, token)
+    for _ in range(3):
+        frame = sos_frame()
+        posted = asyncio.create_task(asyncio.to_thread(http_sos, server, token, frame))
+        await phone.send(json.dumps(frame))
+        ack = await until_type(phone, "sos_ack")
+        answer = await posted
+        assert ack["alert_id"] == answer.json()["alert_id"] == newest
+    rows = await stored(engine, user_id)
+    assert len(rows["alerts"]) == CAP and len(rows["repeats"]) == 3
+    assert rows["alerts"][-1][3] == 3, "each SOS counted once on the alert it joined"
+    await phone.close()
+
+
 async def test_a_user_whose_only_unfinished_alerts_are_duress_cancelled_still_gets_an_open_alert(fresh_server,
                                                                                                 engine):
     """The phone was told `cancelled` of a duress-cancelled alert: a new SOS is told it is open."""
