@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from geo import rules
 from geo.fix import Fix
-from server import db, fields, history, jurisdictions, outbox, pins, wire
+from server import db, fields, history, jurisdictions, outbox, pins, repeats, wire
 from server.alertview import UNFINISHED, View, select_views, views_of, visible_to
 from server.auth import Device
 from server.config import Settings
@@ -33,6 +33,12 @@ class Raised:
     created: bool
     event_id: uuid.UUID | None = None  # the `opened` event, when this call created the alert
     view: View | None = None  # the consoles' view, when this call created the alert
+    joined: bool = False  # this call stored the SOS as a repeat of the user's newest alert (repeats.py)
+
+    @property
+    def stored_now(self) -> bool:
+        """Whether this call stored the SOS (a new alert or a repeat), not a retry's answer."""
+        return self.created or self.joined
 
     def frame(self) -> dict:
         return {"type": "sos_ack", "sos_id": str(self.sos_id), "alert_id": str(self.alert_id),
@@ -106,8 +112,11 @@ def _sos_id(value: str) -> uuid.UUID:
 
 
 async def _existing(connection: AsyncConnection, user_id: uuid.UUID, sos_id: uuid.UUID) -> Raised | None:
-    row = (await connection.execute(sa.select(alerts.c.alert_id, alerts.c.phone_status)
-                                     .where(alerts.c.user_id == user_id, alerts.c.sos_id == sos_id))).first()
+    """The answer already given to this sos_id: the alert it opened, or the one it joined."""
+    opened = (sa.select(alerts.c.alert_id, alerts.c.phone_status)
+              .where(alerts.c.user_id == user_id, alerts.c.sos_id == sos_id))
+    row = (await connection.execute(
+        opened.union_all(repeats.answered(user_id=user_id, sos_id=sos_id)).limit(1))).first()
     return None if row is None else Raised(row.alert_id, sos_id, row.phone_status, created=False)
 
 
@@ -117,11 +126,17 @@ FROM_STORAGE = object()
 
 async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device, sos: wire.SosFields,
                       last_fix: Fix | None | object = FROM_STORAGE) -> Raised:
-    """Commit the alert and its outbox events; a retry of the same sos_id returns the first alert.
+    """Commit the alert and its outbox events; a retry of the same sos_id returns the first answer.
 
     On the alert path's own connection, never queued behind the ping ingest, in one
     statement that routes, inserts the alert, records its events and returns the consoles'
-    view of it, committed as it returns. The rules and the no-fix fallback need the last plausible fix: a phone socket
+    view of it, committed as it returns. A user with `max_unfinished_alerts_per_user`
+    unfinished alerts opens no other: that insert selects nothing, and the SOS joins their
+    newest unfinished alert instead (`repeats.join`, a second statement), acknowledged with
+    its id. The cap is soft: SOS of one user raised concurrently may each see the count below
+    it and all open alerts; it holds for SOS raised one after another. Never refused: with
+    no alert left to join (resolved meanwhile, or only duress-cancelled ones), the SOS opens
+    an alert past the cap. The rules and the no-fix fallback need the last plausible fix: a phone socket
     knows its device's (`last_fix`, fresher than storage: it includes pings still on their
     way), otherwise it is read first. Each round trip waits its turn on a busy event loop.
     Idempotent, so a pooled connection found dead is no reason to refuse: it runs again on
@@ -164,19 +179,58 @@ async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos
                                              sa.DateTime(timezone=True)),
             "escalate_again_after_s": sa.literal(settings.escalate_again_after_s, sa.Float),
         }
-        inserted = (pg.insert(alerts).from_select(list(values), sa.select(*values.values()))
-                    .on_conflict_do_nothing(constraint="alerts_user_sos").returning(*alerts.c)
-                    .cte("inserted"))
-        recorded = outbox.add_after(inserted, settings=settings, event_id=event_id, kind="opened")
-        # The consoles' view of the new alert comes back with the commit: no read after it.
-        created = (await connection.execute(
-            select_views(inserted, track_points=settings.alert_track_points).add_cte(recorded))).first()
-        if created is None:  # a retry (or the same sos_id raised concurrently elsewhere)
-            return await _existing(connection, device.user_id, sos_id)
-    # Committed: whatever happens now, the phone hears sos_ack. A view that cannot be built
-    # leaves the consoles to the outbox worker (which logs the alert that it cannot show).
-    shown = views_of([created])
-    return Raised(alert_id, sos_id, "open", created=True, event_id=event_id, view=shown[0] if shown else None)
+        opening = sa.select(*values.values()).where(
+            repeats.not_joined(user_id=values["user_id"], sos_id=values["sos_id"]))
+        capped = opening.where(repeats.unfinished_below_cap(user_id=values["user_id"], settings=settings))
+        created = await _open(connection, settings=settings, values=values, opening=capped, event_id=event_id)
+        if created is None:  # a retry, the same sos_id raised concurrently elsewhere, or the user at the cap
+            return await _answer_past_the_cap(
+                connection, settings=settings, device=device, sos_id=sos_id, now=now, values=values,
+                opening=opening, event_id=event_id, own_fix=fix if located.quality in ("fix", "suspect") else None,
+                suspect=[*located.suspect, *note_reasons], note=note)
+    return Raised(alert_id, sos_id, "open", created=True, event_id=event_id, view=_shown(created))
+
+
+async def _answer_past_the_cap(connection: AsyncConnection, *, settings: Settings, device: Device,
+                               sos_id: uuid.UUID, now: datetime, values: dict, opening, event_id: uuid.UUID,
+                               own_fix: Fix | None, suspect: list[str], note: str | None) -> Raised:
+    """The rare path, when the capped insert opened nothing: the answer a retry already got, else
+    the SOS joined to the user's newest unfinished alert, else (no alert left to join) an alert
+    opened past the cap. Each step is idempotent by sos_id, so a concurrent copy of this SOS
+    (socket and HTTP at once) ends with the same answer."""
+    answer = await _existing(connection, device.user_id, sos_id)
+    if answer is not None:
+        return answer
+    joined = await repeats.join(connection=connection, settings=settings, user_id=device.user_id, sos_id=sos_id,
+                                own_fix=own_fix, suspect=suspect, note=note, now=now)
+    if joined is not None:
+        return Raised(joined.alert_id, sos_id, joined.phone_status, created=False, joined=True)
+    answer = await _existing(connection, device.user_id, sos_id)
+    if answer is not None:
+        return answer
+    created = await _open(connection, settings=settings, values=values, opening=opening, event_id=event_id)
+    if created is None:
+        return await _existing(connection, device.user_id, sos_id)
+    return Raised(created.alert_id, sos_id, "open", created=True, event_id=event_id, view=_shown(created))
+
+
+def _shown(created) -> View | None:
+    """The consoles' view of an alert just committed. Whatever happens now the phone hears its
+    sos_ack: a view that cannot be built leaves the consoles to the outbox worker (which logs
+    the alert it cannot show)."""
+    views = views_of([created])
+    return views[0] if views else None
+
+
+async def _open(connection: AsyncConnection, *, settings: Settings, values: dict, opening, event_id: uuid.UUID):
+    """Insert the alert that `opening` selects (the columns of `values`) with its `opened` event;
+    its consoles' view comes back with the commit (no read after it), None if nothing was inserted."""
+    inserted = (pg.insert(alerts).from_select(list(values), opening)
+                .on_conflict_do_nothing(constraint="alerts_user_sos").returning(*alerts.c)
+                .cte("inserted"))
+    recorded = outbox.add_after(inserted, settings=settings, event_id=event_id, kind="opened")
+    return (await connection.execute(
+        select_views(inserted, track_points=settings.alert_track_points).add_cte(recorded))).first()
 
 
 def _alert_id(value: object) -> uuid.UUID:

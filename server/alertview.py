@@ -158,6 +158,7 @@ def view_of(row) -> View:
         "notes": shown,
         "notes_omitted": omitted,
         "escalation_level": row.escalation_level,
+        "repeats": row.repeats,  # SOS of the user past the cap of unfinished alerts, joined to this one
         "acknowledged_by": row.acknowledged_by,
         "resolved_by": row.resolved_by,
         "outcome": row.outcome,

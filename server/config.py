@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from geo import rules
@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     console_session_ttl_s: float = 12 * 3600.0
     console_queue_frames: int = 1000
     alert_track_points: int = 200
+    # A user with this many unfinished alerts (open or acknowledged) who sends an SOS with a new
+    # sos_id still gets it committed and acknowledged, joined to their newest unfinished alert
+    # (counted there as a repeat) rather than opening another: one phone cannot bury every other
+    # user's alert in its precinct's queue.
+    max_unfinished_alerts_per_user: int = Field(default=3, ge=1)
     # While an alert is open the phone is asked to report this often.
     sos_report_interval_s: float = 1.0
     # Not acknowledged after escalate_after_s: re-sent and escalated; again every escalate_again_after_s

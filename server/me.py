@@ -69,7 +69,9 @@ async def post_sos(request: Request, device: Annotated[auth.Device, Depends(auth
         raise wire.FrameError("unavailable", "not stored; retry with the same sos_id") from None
     if raised.created:
         services.relay.opened(raised)
-    return JSONResponse(raised.frame(), status_code=201 if raised.created else 200)
+    elif raised.joined:
+        services.relay.kick()
+    return JSONResponse(raised.frame(), status_code=201 if raised.stored_now else 200)
 
 
 @router.put("/v1/me/pins", status_code=204, responses={

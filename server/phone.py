@@ -225,6 +225,8 @@ class PhoneSession:
         if isinstance(frame, wire.Sos):
             if raised.created:
                 services.relay.opened(raised)
+            elif raised.joined:
+                services.relay.kick()
             self._told[str(raised.alert_id)] = raised.phone_status
             self._send(wire.encode(raised.frame()))
             if raised.phone_status in UNFINISHED:

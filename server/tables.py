@@ -186,10 +186,32 @@ alerts = sa.Table(
     # When it was resolved or cancelled (a duress cancel does not end it): the upper bound of the
     # track its dispatchers may see (DESIGN rule 8). Null while unfinished.
     sa.Column("ended_at", sa.DateTime(timezone=True)),
+    # SOS of the user that joined this alert (sos_repeats) because the user already had the most
+    # unfinished alerts allowed: one alert on the console with its count, not a queue buried.
+    sa.Column("repeats", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("user_id", "sos_id", name="alerts_user_sos"),
     sa.Index("alerts_unfinished", "status", postgresql_where=sa.text("status IN ('open', 'acknowledged')")),
+    # The cap on a user's unfinished alerts is checked by every SOS: a lookup of those rows only.
+    sa.Index("alerts_user_unfinished", "user_id", postgresql_where=sa.text("status IN ('open', 'acknowledged')")),
     sa.Index("alerts_escalation_due", "next_escalation_at",
              postgresql_where=sa.text("status = 'open' AND next_escalation_at IS NOT NULL")),
+)
+
+# An SOS with a new sos_id from a user at the cap of unfinished alerts: committed and acknowledged
+# with the alert it joined (an SOS is never refused), stored once whatever the retries.
+sos_repeats = sa.Table(
+    "sos_repeats",
+    metadata,
+    sa.Column("user_id", pg.UUID(as_uuid=True), sa.ForeignKey("users.user_id"), primary_key=True),
+    sa.Column("sos_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("alert_id", pg.UUID(as_uuid=True), sa.ForeignKey("alerts.alert_id"), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    # The SOS's own fix, when it had a usable one, and its annotations (as the alerts' columns).
+    sa.Column("location", Geometry("POINT", srid=4326, spatial_index=False, nullable=True)),
+    sa.Column("accuracy_m", sa.Float),
+    sa.Column("fix_ts", sa.DateTime(timezone=True)),
+    sa.Column("suspect", pg.ARRAY(sa.Text)),
+    sa.Column("note", sa.Text),
 )
 
 alert_notes = sa.Table(

@@ -264,7 +264,8 @@ function queued(alert) {
   item.querySelector(".age").dataset.openedAt = alert.opened_at;
   item.querySelector(".meta").textContent = `${alert.status} · ${alert.precinct ? alert.precinct.name : "location unknown"}` +
     `${alert.precinct && alert.precinct.out_of_area ? " (out of area)" : ""} · ${new Date(alert.opened_at).toLocaleTimeString()}` +
-    `${alert.escalation_level ? " · escalated ×" + alert.escalation_level : ""}`;
+    `${alert.escalation_level ? " · escalated ×" + alert.escalation_level : ""}` +
+    `${alert.repeats ? " · " + alert.repeats + " more SOS" : ""}`;
   item.addEventListener("click", () => select(alert.alert_id));
   item.addEventListener("keydown", (event) => {
     if (event.key === "Enter" || event.key === " ") { event.preventDefault(); select(alert.alert_id); }
