@@ -53,12 +53,12 @@ async def change(*, engine: AsyncEngine, user_id: uuid.UUID, pin: str, duress_pi
     would tell the holder which PIN was used.
 
     `current_pin` is checked as a cancel's PIN is (`check`): a wrong one counts toward the same
-    lockout (`forbidden`, then `rate_limited` for everyone while locked). The duress PIN answers
-    exactly what the normal one does (no error, after the same argon2 work, so the same time)
-    and changes nothing: the holder who was given the duress PIN must not learn it from this
-    answer, nor get PINs that really cancel. Nothing is raised for it either: a changed PIN is
-    no emergency of its own, and an alert raised with no place or context would be a false one.
-    The counts are committed before a refusal is raised.
+    lockout (`forbidden`, then `rate_limited` for everyone while locked). The duress PIN changes
+    the PINs exactly as the normal one does: whoever holds the phone must never learn which PIN
+    they were given, and any change that did not take (answered 204, then the "new" PIN refused
+    at the next change or cancel) would tell them. A coerced change thus costs what a coerced
+    normal PIN costs, no more. (Raising a silent duress alert for it is the next step: it needs an
+    alert the phone never hears of.) The counts are committed before a refusal is raised.
     """
     async with engine.begin() as connection:
         verdict = await _change(connection=connection, user_id=user_id, pin=pin, duress_pin=duress_pin,
@@ -90,10 +90,9 @@ async def _change(*, connection: AsyncConnection, user_id: uuid.UUID, pin: str, 
     verdict = await check(connection=connection, user_id=user_id, pin=current_pin, max_failures=max_failures,
                           lockout_s=lockout_s)
     if verdict in (Verdict.NORMAL, Verdict.DURESS):
-        hashes = await _hash(pin, duress_pin)  # for the duress PIN too, so that both take as long
-        if verdict is Verdict.NORMAL:
-            await connection.execute(pins.update().where(pins.c.user_id == user_id).values(
-                pin_hash=hashes[0], duress_pin_hash=hashes[1], failed_attempts=0, locked_until=None))
+        hashes = await _hash(pin, duress_pin)
+        await connection.execute(pins.update().where(pins.c.user_id == user_id).values(
+            pin_hash=hashes[0], duress_pin_hash=hashes[1], failed_attempts=0, locked_until=None))
     return verdict
 
 
