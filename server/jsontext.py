@@ -48,18 +48,24 @@ def _bounded_int(text: str) -> int | float:
 
 
 def lenient(raw: bytes | str) -> object:
-    """JSON as the standard library reads it (NaN and Infinity included), None if unreadable.
-    Bytes that are not UTF-8 are read with the bad sequences replaced (U+FFFD), and integers
-    too long to be of use as infinities: what is read leniently is an SOS being salvaged."""
+    """The first JSON value of the text as the standard library reads it (NaN and Infinity
+    included), None if unreadable. Bytes that are not UTF-8 are read with the bad sequences
+    replaced (U+FFFD), integers too long to be of use as infinities, and what follows the
+    value is ignored: what is read leniently is an SOS being salvaged."""
     if isinstance(raw, bytes | bytearray | memoryview):
         raw = bytes(raw).decode("utf-8", "replace")
+    # A byte-order mark before the object, or bytes after it, leave the object readable.
+    text = raw.lstrip("\ufeff \t\r\n")
     try:
         try:
-            return json.loads(raw, parse_int=_bounded_int)
+            return _LENIENT.raw_decode(text)[0]
         except RecursionError:
-            return json.loads(shallow(raw), parse_int=_bounded_int)
+            return _LENIENT.raw_decode(shallow(text).decode("utf-8", "replace"))[0]
     except ValueError:
         return None
+
+
+_LENIENT = json.JSONDecoder(parse_int=_bounded_int)
 
 
 def generic(raw: bytes | str) -> object:

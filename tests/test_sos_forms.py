@@ -25,6 +25,15 @@ async def test_an_http_sos_whose_note_is_not_utf8_is_stored(server, engine):
     assert note == "help \ufffd me"
 
 
+@pytest.mark.parametrize(("before", "after"), [(b"", b"\xff"), (b"\xef\xbb\xbf", b""), (b"", b' {"more": 1}')])
+async def test_an_http_sos_with_a_byte_order_mark_or_bytes_after_it_is_stored(server, before, after):
+    _, token = create_user(server)
+    body = before + b'{"sos_id":"%s","lat":25.0339,"lon":121.5645}' % str(uuid.uuid4()).encode() + after
+    response = httpx.post(f"{server.url}/v1/sos", content=body, headers={**bearer(token),
+                          "Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == 201, response.text
+
+
 async def test_an_sos_sent_as_a_binary_frame_is_acknowledged(server, engine):
     user_id, token = create_user(server)
     ws, _ = await connect_phone(server, token)
