@@ -83,6 +83,9 @@ class Fanout(OwnedTask):
         self._ended: set[str] = set()
         # Alerts heard of since the last read: one that read did not list may be newer than it.
         self._heard: set[str] = set()
+        # alert id → the time of the newest fix sent to consoles: flushes (and processes) relay
+        # in the order they finish, so an older fix arriving later must not move the marker back.
+        self._located: dict[str, datetime] = {}
         self._stale = asyncio.Event()
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(_Message)
@@ -157,8 +160,16 @@ class Fanout(OwnedTask):
 
     def _deliver(self, message: _Message) -> None:
         finished = False
-        if message.type != "alert_location":
+        if message.type == "alert_location":
+            at = datetime.fromisoformat(message.frame["ts"])
+            newest = self._located.get(message.alert_id)
+            if newest is not None and at <= newest:
+                return
+            self._located[message.alert_id] = at
+        else:
             finished = message.status not in UNFINISHED
+            if finished:
+                self._located.pop(message.alert_id, None)
             self._heard.add(message.alert_id)
             self._note(message.alert_id, message.user_id, None if finished else Watch(
                 tuple(message.precincts), message.phone_status or "open", updated_at(message.frame["alert"])))

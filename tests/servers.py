@@ -33,7 +33,11 @@ def bearer(token: str) -> dict[str, str]:
 async def connect_phone(server: ServerProcess, token: str, **options):
     """An authenticated phone socket and its welcome frame."""
     ws = await websockets.connect(f"{server.ws_url}/v1/phone", additional_headers=bearer(token), **options)
-    welcome = json.loads(await ws.recv())
+    try:
+        welcome = json.loads(await ws.recv())
+    except BaseException:
+        await ws.close()  # turned away (1011, 1013): the socket is closed here, not by the collector
+        raise
     assert welcome["type"] == "welcome", welcome
     return ws, welcome
 

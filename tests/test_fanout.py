@@ -139,3 +139,25 @@ async def test_a_silently_dead_subscription_is_noticed_and_its_consoles_resync(f
         assert await shown_within(console, alert_id, timeout_s=10.0), "the half-open subscription went unnoticed"
         for ws in (console, phone):
             await ws.close()
+
+
+async def test_an_older_fix_relayed_after_a_newer_one_never_moves_the_consoles_marker_back():
+    """Flushes relay their moves in the order they finish, not the order they committed."""
+    from geo.fix import Fix
+
+    fanout, desk, clients = fanout_on(TEST_ENV["GUARDIAN_REDIS_URL"])
+    user_id = uuid.uuid4()
+    try:
+        now = datetime.now(UTC)
+        fanout.watch([Unfinished("a1", str(user_id), ("xinyi",), "open", now)])
+        desk.known_alerts.add("a1")
+        for seconds, lat in ((2, 25.0352), (1, 25.0351), (3, 25.0353)):
+            await fanout.relay_locations([(user_id, Fix(lat=lat, lon=121.5645, ts=now + timedelta(seconds=seconds)))])
+        heard = []
+        while not desk.mailbox._queue.empty():
+            heard.append(desk.mailbox._queue.get_nowait().frame["lat"])
+        assert heard == [25.0352, 25.0353], "the older fix was not sent after the newer one"
+    finally:
+        await fanout.close()
+        for client in clients:
+            await client.aclose()
