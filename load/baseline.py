@@ -10,7 +10,7 @@ import uuid
 
 from fastapi import FastAPI, WebSocket
 
-from server import wire
+from server import refusals, wire
 
 
 def create_app() -> FastAPI:
@@ -36,7 +36,7 @@ def create_app() -> FastAPI:
             try:
                 frame = wire.decode_frame(text)
                 pings = [frame] if isinstance(frame, wire.Ping) else [wire.decode_ping(raw) for raw in frame.pings]
-            except wire.FrameError as refusal:
+            except refusals.Refusal as refusal:
                 await websocket.send_text(wire.encode(refusal.frame()))
                 continue
             await websocket.send_text(wire.ack(max(ping.seq for ping in pings)))

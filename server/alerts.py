@@ -9,6 +9,7 @@ missing or unusable fix falls back to the last known location.
 import math
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -17,12 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from geo import rules
 from geo.fix import Fix
-from server import db, fields, history, jurisdictions, outbox, pins, repeats, wire
+from server import db, fields, history, jurisdictions, outbox, pins, refusals, repeats, wire
 from server.alertview import UNFINISHED, View, select_views, views_of, visible_to
 from server.auth import Device
 from server.config import Settings
 from server.staff import Staff
 from server.tables import alert_notes, alerts, point
+
+if TYPE_CHECKING:
+    from server.relay import Relay
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +77,7 @@ def sos_fix(sos: wire.SosFields, *, now: datetime) -> tuple[Fix | None, list[str
         return None, [*reasons, "no_fix" if sos.lat is None and sos.lon is None else "partial_fix"]
     try:
         ts = now if sos.ts is None else wire.parse_time(sos.ts)
-    except wire.FrameError:
+    except refusals.Refusal:
         ts = now
         reasons.append("bad_ts")
     accuracy = sos.acc if sos.acc is not None and math.isfinite(sos.acc) and sos.acc >= 0 else None
@@ -108,7 +112,7 @@ def _sos_id(value: str) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise wire.FrameError("invalid_field", "sos_id must be a UUID", field="sos_id") from None
+        raise refusals.InvalidField("sos_id must be a UUID", field="sos_id") from None
 
 
 async def _existing(connection: AsyncConnection, user_id: uuid.UUID, sos_id: uuid.UUID) -> Raised | None:
@@ -125,7 +129,7 @@ FROM_STORAGE = object()
 
 
 async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device, sos: wire.SosFields,
-                      last_fix: Fix | None | object = FROM_STORAGE) -> Raised:
+                      last_fix: Fix | None | object = FROM_STORAGE, relay: "Relay | None" = None) -> Raised:
     """Commit the alert and its outbox events; a retry of the same sos_id returns the first answer.
 
     On the alert path's own connection, never queued behind the ping ingest, in one
@@ -140,11 +144,18 @@ async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device
     knows its device's (`last_fix`, fresher than storage: it includes pings still on their
     way), otherwise it is read first. Each round trip waits its turn on a busy event loop.
     Idempotent, so a pooled connection found dead is no reason to refuse: it runs again on
-    a fresh one.
+    a fresh one. Once committed, `relay` (this process's, if any) is told, so the consoles
+    hear of it now rather than at the outbox's next poll (DESIGN rule 4: persist, then notify).
     """
     sos_id = _sos_id(sos.sos_id)
-    return await db.once_more_if_stale(lambda: _raise(engine=engine, settings=settings, device=device, sos=sos,
-                                                      sos_id=sos_id, last_fix=last_fix))
+    raised = await db.once_more_if_stale(lambda: _raise(engine=engine, settings=settings, device=device, sos=sos,
+                                                        sos_id=sos_id, last_fix=last_fix))
+    if relay is not None:
+        if raised.created:
+            relay.opened(raised)
+        elif raised.joined:
+            relay.kick()
+    return raised
 
 
 async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos: wire.SosFields,
@@ -237,11 +248,11 @@ def _alert_id(value: object) -> uuid.UUID:
     try:
         return uuid.UUID(str(value))
     except ValueError:
-        raise wire.FrameError("invalid_field", "alert_id must be a UUID", field="alert_id") from None
+        raise refusals.InvalidField("alert_id must be a UUID", field="alert_id") from None
 
 
 async def _change(*, engine: AsyncEngine, settings: Settings, alert_id: object, where, values: dict,
-                  visible, conflict: str) -> uuid.UUID:
+                  visible, conflict: str, relay: "Relay | None") -> uuid.UUID:
     """Apply a console's change to one alert it may see, with its outbox event."""
     alert_id = _alert_id(alert_id)
     async with engine.begin() as connection:
@@ -251,10 +262,17 @@ async def _change(*, engine: AsyncEngine, settings: Settings, alert_id: object, 
         if changed is None:
             exists = await connection.scalar(sa.select(alerts.c.status).where(alerts.c.alert_id == alert_id, visible))
             if exists is None:
-                raise wire.FrameError("not_found", "no such alert", field="alert_id")
-            raise wire.FrameError("conflict", conflict.format(status=exists), field="alert_id")
+                raise refusals.NotFound("no such alert", field="alert_id")
+            raise refusals.Conflict(conflict.format(status=exists), field="alert_id")
         await outbox.add(connection=connection, settings=settings, alert_id=alert_id, kind="updated")
+    _committed(relay)
     return alert_id
+
+
+def _committed(relay: "Relay | None") -> None:
+    """An outbox event was committed: deliver it now rather than at the outbox's next poll."""
+    if relay is not None:
+        relay.kick()
 
 
 def _phone_hears(status: str):
@@ -262,9 +280,10 @@ def _phone_hears(status: str):
     return sa.case((alerts.c.phone_status == "cancelled", "cancelled"), else_=status)
 
 
-async def acknowledge(*, engine: AsyncEngine, settings: Settings, member: Staff, alert_id: object) -> uuid.UUID:
+async def acknowledge(*, engine: AsyncEngine, settings: Settings, member: Staff, alert_id: object,
+                      relay: "Relay | None" = None) -> uuid.UUID:
     return await _change(
-        engine=engine, settings=settings, alert_id=alert_id, visible=visible_to(member),
+        engine=engine, settings=settings, alert_id=alert_id, visible=visible_to(member), relay=relay,
         where=alerts.c.status == "open",
         values={"status": "acknowledged", "phone_status": _phone_hears("acknowledged"),
                 "acknowledged_by": member.username, "next_escalation_at": None},
@@ -272,9 +291,9 @@ async def acknowledge(*, engine: AsyncEngine, settings: Settings, member: Staff,
 
 
 async def resolve(*, engine: AsyncEngine, settings: Settings, member: Staff, alert_id: object,
-                  outcome: str) -> uuid.UUID:
+                  outcome: str, relay: "Relay | None" = None) -> uuid.UUID:
     return await _change(
-        engine=engine, settings=settings, alert_id=alert_id, visible=visible_to(member),
+        engine=engine, settings=settings, alert_id=alert_id, visible=visible_to(member), relay=relay,
         where=alerts.c.status.in_(UNFINISHED),
         values={"status": "resolved", "phone_status": _phone_hears("resolved"), "resolved_by": member.username,
                 "outcome": outcome, "next_escalation_at": None, "ended_at": sa.func.now()},
@@ -282,21 +301,22 @@ async def resolve(*, engine: AsyncEngine, settings: Settings, member: Staff, ale
 
 
 async def add_note(*, engine: AsyncEngine, settings: Settings, member: Staff, alert_id: object,
-                   text: str) -> uuid.UUID:
+                   text: str, relay: "Relay | None" = None) -> uuid.UUID:
     alert_id = _alert_id(alert_id)
     async with engine.begin() as connection:
         visible = await connection.scalar(
             sa.select(alerts.c.alert_id).where(alerts.c.alert_id == alert_id, visible_to(member)))
         if visible is None:
-            raise wire.FrameError("not_found", "no such alert", field="alert_id")
+            raise refusals.NotFound("no such alert", field="alert_id")
         await connection.execute(alert_notes.insert().values(alert_id=alert_id, author=member.username, text=text))
         await connection.execute(alerts.update().where(alerts.c.alert_id == alert_id).values(updated_at=sa.func.now()))
         await outbox.add(connection=connection, settings=settings, alert_id=alert_id, kind="updated")
+    _committed(relay)
     return alert_id
 
 
 async def cancel(*, engine: AsyncEngine, settings: Settings, user_id: uuid.UUID, alert_id: object,
-                 pin: str) -> uuid.UUID:
+                 pin: str, relay: "Relay | None" = None) -> uuid.UUID:
     """The user's cancel. The normal PIN ends the alert; the duress PIN only tells the phone so
     (the alert goes on, marked duress). Either way the phone hears `cancelled`."""
     alert_id = _alert_id(alert_id)
@@ -305,9 +325,9 @@ async def cancel(*, engine: AsyncEngine, settings: Settings, user_id: uuid.UUID,
             sa.select(alerts.c.phone_status).where(alerts.c.alert_id == alert_id, alerts.c.user_id == user_id)
             .with_for_update())).first()
         if row is None:
-            raise wire.FrameError("not_found", "no such alert of yours", field="alert_id")
+            raise refusals.NotFound("no such alert of yours", field="alert_id")
         if row.phone_status not in UNFINISHED:
-            raise wire.FrameError("conflict", f"the alert is already {row.phone_status}", field="alert_id")
+            raise refusals.Conflict(f"the alert is already {row.phone_status}", field="alert_id")
         verdict = await pins.check(connection=connection, user_id=user_id, pin=pin,
                                    max_failures=settings.pin_max_failures, lockout_s=settings.pin_lockout_s)
         if verdict is pins.Verdict.DURESS:
@@ -324,13 +344,15 @@ async def cancel(*, engine: AsyncEngine, settings: Settings, user_id: uuid.UUID,
     refusal = verdict.refusal()
     if refusal is not None:
         raise refusal
+    _committed(relay)
     return alert_id
 
 
 ONE_SECOND = sa.literal(timedelta(seconds=1), sa.Interval)
 
 
-async def escalate_due(*, engine: AsyncEngine, settings: Settings, limit: int = 50) -> int:
+async def escalate_due(*, engine: AsyncEngine, settings: Settings, limit: int = 50,
+                       relay: "Relay | None" = None) -> int:
     """Re-send and escalate open alerts past their deadline; returns how many.
 
     Rows are locked and their next deadline moved in the same transaction as the
@@ -354,6 +376,8 @@ async def escalate_due(*, engine: AsyncEngine, settings: Settings, limit: int = 
                 escalation_level=row.escalation_level + 1, visible_precincts=visible, updated_at=sa.func.now(),
                 next_escalation_at=sa.func.now() + ONE_SECOND * alerts.c.escalate_again_after_s))
             await outbox.add(connection=connection, settings=settings, alert_id=row.alert_id, kind="escalated")
+    if due:
+        _committed(relay)
     return len(due)
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel
 
-from server import auth, db, fields, history, openapi, ratelimit, track, wire
+from server import auth, db, fields, history, openapi, ratelimit, refusals, track, wire
 from server.intake import open_intake
 from server.tables import devices, users
 
@@ -36,7 +36,7 @@ async def create_user(body: NewUser, request: Request) -> dict:
     address = ratelimit.client_key(request.client.host if request.client else None)
     if not services.registrations.take(address):
         wait_ms = math.ceil(1000 * services.registrations.retry_after_s(address))
-        raise ratelimit.RateLimited("too many new accounts from this address", retry_after_ms=wait_ms)
+        raise refusals.RateLimited("too many new accounts from this address", retry_after_ms=wait_ms)
     token = auth.new_token()
     user_id, device_id = uuid.uuid4(), uuid.uuid4()
     async with services.engine.begin() as connection:
@@ -65,13 +65,13 @@ async def post_pings(request: Request, device: Annotated[auth.Device, Depends(au
     services = request.app.state.services
     raw_pings = wire.decode_batch(await request.body())  # at most max_frame_bytes (server/bodysize.py)
     changed = asyncio.Event()
-    refused_at_flush: list[wire.FrameError] = []
+    refused_at_flush: list[refusals.Refusal] = []
     intake = None
     try:
         async with db.autocommit(services.engine) as connection:
             intake = await open_intake(connection=connection, services=services, device=device, acked_seq=-1,
                                        on_change=changed.set, on_refused=refused_at_flush.append)
-        refusals = intake.take(raw_pings)
+        refused = intake.take(raw_pings)
         last, ledger = intake.last_entry, intake.ledger
         try:
             async with asyncio.timeout(COMMIT_WAIT_S):
@@ -80,12 +80,12 @@ async def post_pings(request: Request, device: Annotated[auth.Device, Depends(au
                     changed.clear()
                     await changed.wait()
         except TimeoutError:
-            raise wire.FrameError("unavailable", "storage is slow; resend the batch") from None
+            raise refusals.Unavailable("storage is slow; resend the batch") from None
         if last is not None and not last.settled:  # the ledger failed: storage lost it
-            raise wire.FrameError("unavailable", "storage unavailable; resend the batch")
+            raise refusals.Unavailable("storage unavailable; resend the batch")
         ledger.advance()  # over the settled prefix, this request's last ping included
         return {"type": "ack", "seq": ledger.acked_seq,
-                "errors": [refusal.frame() for refusal in (*refusals, *refused_at_flush)]}
+                "errors": [refusal.frame() for refusal in (*refused, *refused_at_flush)]}
     finally:
         if intake is not None:
             intake.close()
@@ -103,7 +103,7 @@ async def my_location(request: Request, device: Annotated[auth.Device, Depends(a
     async with db.autocommit(request.app.state.services.engine) as connection:
         last = await history.last_location(connection=connection, user_id=device.user_id)
     if last is None:
-        raise wire.FrameError("not_found", "no location reported yet")
+        raise refusals.NotFound("no location reported yet")
     fix = last.fix
     return {"lat": fix.lat, "lon": fix.lon, "acc": fix.accuracy_m, "ts": wire.format_time(fix.ts),
             "speed": fix.speed_mps, "heading": fix.heading_deg, "battery": fix.battery_pct,
@@ -123,7 +123,7 @@ async def my_track(
     until_ts = _time_param(until, now + DEFAULT_TRACK_SPAN, "to")
     since_ts = _time_param(since, now - DEFAULT_TRACK_SPAN, "from")
     if since_ts > until_ts:
-        raise wire.FrameError("invalid_field", "from must not be after to", field="from")
+        raise refusals.InvalidField("from must not be after to", field="from")
     async with db.autocommit(request.app.state.services.engine) as connection:
         fixes = await history.track(connection=connection, user_id=device.user_id, since=since_ts,
                                     until=until_ts, limit=MAX_TRACK_POINTS)

@@ -10,18 +10,17 @@ from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
 from notifier.hub import Hub
-from server import api, console, db, desk, errors, hotstate, me, openapi, phone
+from server import api, console, db, desk, errors, hotstate, me, openapi, phone, refusals
 from server.auditlog import AuditLog
 from server.bodysize import BodyLimit
 from server.config import Settings
 from server.fanout import Fanout
-from server.ingest import STORAGE_ERRORS, Ingest, describe
+from server.ingest import Ingest
 from server.looplag import LoopLag
 from server.ratelimit import RateLimiter
 from server.relay import Relay
 from server.services import Services
 from server.sweeper import Sweeper
-from server.wire import FrameError
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +110,10 @@ def create_app(settings: Settings) -> FastAPI:
         # Any endpoint: a lost PostgreSQL is a reason to retry (503), never a 500 with a traceback
         # (whose SQL parameters may hold personal data). Type and SQLSTATE only.
         route = getattr(request.scope.get("route"), "path", "?")  # the template: a path may hold a token
-        log.error("%s %s: storage unavailable (%s)", request.method, route, describe(error))
-        return errors.response(FrameError("unavailable", "storage unavailable; retry"))
+        log.error("%s %s: storage unavailable (%s)", request.method, route, db.describe(error))
+        return errors.response(refusals.Unavailable("storage unavailable; retry"))
 
-    for storage_error in STORAGE_ERRORS:
+    for storage_error in db.STORAGE_ERRORS:
         app.add_exception_handler(storage_error, storage_unavailable)
     for router in (api.router, me.router, desk.router):
         app.include_router(router)

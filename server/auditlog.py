@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.ingest import STORAGE_ERRORS, describe
+from server import db
 from server.tables import audit_reads
 from server.tasks import OwnedTask
 
@@ -79,9 +79,9 @@ class AuditLog(OwnedTask):
         except REFUSED_ERRORS:
             # One console's rows must not fail the others': each is tried on its own.
             return await self._flush_each(batch)
-        except STORAGE_ERRORS as error:
+        except db.STORAGE_ERRORS as error:
             log.error("audit log: %d reads not yet recorded (%s); their frames wait, retrying",
-                      sum(len(rows) for rows, _ in batch), describe(error))
+                      sum(len(rows) for rows, _ in batch), db.describe(error))
             self._pending[:0] = batch
             return False
         for _, committed in batch:
@@ -94,12 +94,12 @@ class AuditLog(OwnedTask):
             try:
                 await self._insert(rows)
             except REFUSED_ERRORS as error:
-                log.error("audit log: %d reads refused (%s); not shown", len(rows), describe(error))
+                log.error("audit log: %d reads refused (%s); not shown", len(rows), db.describe(error))
                 if not committed.done():
-                    committed.set_exception(AuditRefused(describe(error)))
+                    committed.set_exception(AuditRefused(db.describe(error)))
                 continue
-            except STORAGE_ERRORS as error:
-                log.error("audit log: reads not yet recorded (%s); retrying", describe(error))
+            except db.STORAGE_ERRORS as error:
+                log.error("audit log: reads not yet recorded (%s); retrying", db.describe(error))
                 self._pending[:0] = batch[index:]
                 return False
             if not committed.done():

@@ -10,10 +10,8 @@ import sqlalchemy as sa
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server import db
-from server.ingest import STORAGE_ERRORS, describe
+from server import db, refusals
 from server.tables import devices
-from server.wire import FrameError
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +57,12 @@ async def _device_of(request: Request, engine: AsyncEngine) -> Device:
     token = bearer(request.headers.get("authorization"))
     try:
         device = await device_for(engine=engine, token=token)
-    except STORAGE_ERRORS as error:
+    except db.STORAGE_ERRORS as error:
         # Unknown is not unauthorized: the phone must retry, not forget its token.
-        log.error("device token not checked, storage unavailable: %s", describe(error))
-        raise FrameError("unavailable", "storage unavailable; retry") from None
+        log.error("device token not checked, storage unavailable: %s", db.describe(error))
+        raise refusals.Unavailable("storage unavailable; retry") from None
     if device is None:
-        raise FrameError("unauthorized", "a valid device token is required (Authorization: Bearer)")
+        raise refusals.Unauthorized("a valid device token is required (Authorization: Bearer)")
     return device
 
 

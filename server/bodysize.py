@@ -23,8 +23,7 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server import errors
-from server.wire import FrameError
+from server import errors, refusals
 
 
 class BodyLimit:
@@ -82,7 +81,7 @@ class _CountedRequest:
 
 
 async def _refuse(scope: Scope, send: Send, *, max_body_bytes: int) -> None:
-    refusal = FrameError("too_large", f"a request body holds at most {max_body_bytes} bytes")
+    refusal = refusals.TooLarge(f"a request body holds at most {max_body_bytes} bytes")
     await errors.response(refusal)(scope, _gone, send)
 
 

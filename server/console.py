@@ -31,8 +31,7 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from notifier.hub import RESYNC, ConsoleSubscriber, Event, Mailbox
-from server import alerts, alertview, errors, fields, jsontext, staff, wire
-from server.ingest import STORAGE_ERRORS, describe
+from server import alerts, alertview, db, errors, fields, jsontext, refusals, staff, wire
 from server.services import Services
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ MAX_TEXT = 2000
 
 
 def decode(text: str) -> ConsoleFrame:
-    """A console frame, or FrameError with the contract's code. A dispatcher types what is
+    """A console frame, or refusals.Refusal with the contract's code. A dispatcher types what is
     stored, so text its column cannot hold is refused (`invalid_field`), not cleaned."""
     try:
         try:
@@ -62,13 +61,13 @@ def decode(text: str) -> ConsoleFrame:
         except RecursionError:
             frame = _decoder.decode(jsontext.shallow(text))
     except msgspec.ValidationError as error:
-        raise wire.FrameError("invalid_field", str(error), field=jsontext.field_of(error)) from None
+        raise refusals.InvalidField(str(error), field=jsontext.field_of(error)) from None
     except msgspec.DecodeError as error:
-        raise wire.FrameError("bad_json", f"not valid JSON: {error}") from None
+        raise refusals.BadJson(f"not valid JSON: {error}") from None
     for name in ("type", "alert_id", "outcome", "text"):
         value = getattr(frame, name)
         if value is not None and fields.unstorable(value):
-            raise wire.FrameError("invalid_field", f"{name} must not contain NUL", field=name)
+            raise refusals.InvalidField(f"{name} must not contain NUL", field=name)
     return frame
 
 
@@ -114,8 +113,8 @@ class ConsoleSession:
             await self._ws.accept()
             try:
                 await self._send_snapshot()
-            except STORAGE_ERRORS as error:
-                log.error("console snapshot failed: %s", describe(error))
+            except db.STORAGE_ERRORS as error:
+                log.error("console snapshot failed: %s", db.describe(error))
                 await self._ws.close(errors.CLOSE_UNAVAILABLE, "storage unavailable; reconnect")
                 return
             reader = asyncio.create_task(self._read(), name="console-reader")
@@ -128,7 +127,7 @@ class ConsoleSession:
             for task in done:
                 error = task.exception()
                 if error is not None and not isinstance(error, WebSocketDisconnect | OSError):
-                    log.error("console of %s ended by %s", self._member.username, describe(error))
+                    log.error("console of %s ended by %s", self._member.username, db.describe(error))
             if slow in done:
                 log.warning("console of %s too slow; disconnected", self._member.username)
                 await self._close(errors.CLOSE_TRY_AGAIN, "too slow; reconnect for a snapshot")
@@ -197,35 +196,34 @@ class ConsoleSession:
                 return
             try:
                 await self._handle(message.get("text"))
-            except wire.FrameError as refusal:
+            except refusals.Refusal as refusal:
                 await self._ws.send_text(wire.encode(refusal.frame()))
-            except STORAGE_ERRORS as error:
-                log.error("console action failed: %s", describe(error))
+            except db.STORAGE_ERRORS as error:
+                log.error("console action failed: %s", db.describe(error))
                 await self._ws.send_text(wire.encode(
                     {"type": "error", "code": "unavailable", "message": "storage unavailable; try again"}))
 
     async def _handle(self, text: str | None) -> None:
         if text is None:
-            raise wire.FrameError("bad_json", "frames must be JSON text")
+            raise refusals.BadJson("frames must be JSON text")
         frame = decode(text)
         services, member = self._services, self._member
         common = {"engine": services.engine, "settings": services.settings, "member": member,
-                  "alert_id": frame.alert_id}
+                  "alert_id": frame.alert_id, "relay": services.relay}
         if frame.type == "ack":
             await alerts.acknowledge(**common)
         elif frame.type == "resolve":
             outcome = (frame.outcome or "").strip()
             if not outcome or len(outcome) > MAX_TEXT:
-                raise wire.FrameError("invalid_field", "resolve needs an outcome", field="outcome")
+                raise refusals.InvalidField("resolve needs an outcome", field="outcome")
             await alerts.resolve(**common, outcome=outcome)
         elif frame.type == "note":
             text = (frame.text or "").strip()
             if not text or len(text) > MAX_TEXT:
-                raise wire.FrameError("invalid_field", f"a note is 1 to {MAX_TEXT} characters", field="text")
+                raise refusals.InvalidField(f"a note is 1 to {MAX_TEXT} characters", field="text")
             await alerts.add_note(**common, text=text)
         else:
-            raise wire.FrameError("unknown_type", f"unknown frame type {frame.type!r}", field="type")
-        services.relay.kick()
+            raise refusals.UnknownType(f"unknown frame type {frame.type!r}", field="type")
         await self._ws.send_text(wire.encode({"type": "done", "action": frame.type, "alert_id": frame.alert_id}))
 
 

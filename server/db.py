@@ -11,12 +11,33 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from server.config import Settings
 
 T = TypeVar("T")
+
+STORAGE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+# What PostgreSQL refuses for one row's values, not for the flush: data exceptions and
+# integrity violations. By SQLSTATE class: the driver's adapter raises some of them (22003,
+# a number out of range) as a bare DBAPIError.
+DATA_ERROR_CLASSES = ("22", "23")
+
+
+def sqlstate(error: BaseException) -> str | None:
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) or getattr(getattr(original, "__cause__", None), "sqlstate", None)
+
+
+def describe(error: BaseException) -> str:
+    """An error for a log line: its type and SQLSTATE, never its message (which may quote data)."""
+    code = sqlstate(error)
+    return type(error).__name__ + (f" sqlstate={code}" if code else "")
+
+
+def is_data_error(error: BaseException) -> bool:
+    return isinstance(error, DBAPIError) and (sqlstate(error) or "")[:2] in DATA_ERROR_CLASSES
 
 
 def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:

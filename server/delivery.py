@@ -11,9 +11,8 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server import outbox
+from server import db, outbox
 from server.config import Settings
-from server.ingest import STORAGE_ERRORS, describe
 from server.tasks import OwnedTask, cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -64,9 +63,9 @@ class Worker(Polling):
                 while await self._round():
                     pass
                 self.health.progressed()
-            except STORAGE_ERRORS as error:
-                log.error("%s: storage unavailable (%s); retrying", self.task_name, describe(error))
-                self.health.failed(f"deliveries cannot run: storage unavailable ({describe(error)})")
+            except db.STORAGE_ERRORS as error:
+                log.error("%s: storage unavailable (%s); retrying", self.task_name, db.describe(error))
+                self.health.failed(f"deliveries cannot run: storage unavailable ({db.describe(error)})")
             except Exception:
                 # A bug in one delivery must not end the channel: its rows stay leased and come
                 # back when the lease runs out. Logged with the traceback, never swallowed quietly.
@@ -117,9 +116,9 @@ class Expander(Polling):
                     written = await outbox.expand(connection=connection, channel=outbox.CAD, targets=self._targets,
                                                   limit=LEASE_LIMIT)
                 self.health.progressed()
-            except STORAGE_ERRORS as error:
-                log.error("CAD rows not expanded, storage unavailable (%s); retrying", describe(error))
-                self.health.failed(f"CAD deliveries cannot run: storage unavailable ({describe(error)})")
+            except db.STORAGE_ERRORS as error:
+                log.error("CAD rows not expanded, storage unavailable (%s); retrying", db.describe(error))
+                self.health.failed(f"CAD deliveries cannot run: storage unavailable ({db.describe(error)})")
                 continue
             if written:
                 for worker in self._workers:

@@ -10,8 +10,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from server import db, fields, hotstate, jurisdictions, openapi, ratelimit, staff, wire
-from server.ingest import STORAGE_ERRORS
+from server import db, fields, hotstate, jurisdictions, openapi, ratelimit, refusals, staff, wire
 from server.me import PushToken
 
 router = APIRouter()
@@ -44,7 +43,7 @@ async def login(body: Login, request: Request) -> JSONResponse:
     ttl_s = services.settings.console_session_ttl_s
     token = await staff.login(engine=services.engine, username=body.username, password=body.password, ttl_s=ttl_s)
     if token is None:
-        raise wire.FrameError("unauthorized", "wrong username or password")
+        raise refusals.Unauthorized("wrong username or password")
     response = JSONResponse({"token": token, "expires_in_s": ttl_s})
     response.set_cookie(staff.SESSION_COOKIE, token, max_age=int(ttl_s), httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/")
@@ -56,7 +55,7 @@ def _limit_login(services, *, address: str, username: str) -> None:
     by_address, by_username = services.logins_by_address, services.logins_by_username
     wait_s = max(by_address.retry_after_s(address), by_username.retry_after_s(username))
     if wait_s > 0:
-        raise ratelimit.RateLimited("too many login attempts; wait", retry_after_ms=math.ceil(1000 * wait_s))
+        raise refusals.RateLimited("too many login attempts; wait", retry_after_ms=math.ceil(1000 * wait_s))
     by_address.take(address)
     by_username.take(username)
 
@@ -87,7 +86,7 @@ async def precinct_outlines(member: Member, request: Request) -> Response:
 
 def _officer(member: staff.Staff) -> staff.Staff:
     if member.role != "officer":
-        raise wire.FrameError("forbidden", "only officers report a position")
+        raise refusals.Forbidden("only officers report a position")
     return member
 
 
@@ -100,8 +99,8 @@ async def officer_location(body: Position, member: Member, request: Request) -> 
     try:
         await hotstate.place_officer(engine=services.engine, redis=services.redis, staff_id=member.staff_id,
                                      lat=body.lat, lon=body.lon)
-    except (RedisError, *STORAGE_ERRORS) as error:
-        raise wire.FrameError("unavailable", f"position not recorded ({type(error).__name__}); resend") from None
+    except (RedisError, *db.STORAGE_ERRORS) as error:
+        raise refusals.Unavailable(f"position not recorded ({type(error).__name__}); resend") from None
 
 
 @router.post("/v1/officer/push-token", status_code=204, responses=openapi.refusals(400, 401, 403, 422))
@@ -129,5 +128,5 @@ async def leaflet_asset(name: str) -> FileResponse:
 def _file(root: Path, name: str) -> FileResponse:
     path = (root / name).resolve()
     if not path.is_relative_to(root.resolve()) or not path.is_file():
-        raise wire.FrameError("not_found", "no such asset")
+        raise refusals.NotFound("no such asset")
     return FileResponse(path)

@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from server.wire import FrameError
+from server import refusals
 
 HTTP_STATUS = {
     "bad_json": 400,
@@ -31,7 +31,7 @@ CLOSE_TRY_AGAIN = 1013  # a console that could not keep up, or a phone token con
 CLOSE_REPLACED = 4001  # a newer socket of the same device took over: do not reconnect this one
 
 
-def response(error: FrameError) -> JSONResponse:
+def response(error: refusals.Refusal) -> JSONResponse:
     """The contract's error body, and the headers HTTP clients act on without reading it."""
     body, headers = error.frame(), {}
     if error.code == "unauthorized":
@@ -59,8 +59,8 @@ def install(app: FastAPI) -> None:
     if not any(isinstance(known, _InputErrorsInOneLine) for known in server_log.filters):
         server_log.addFilter(_InputErrorsInOneLine())
 
-    @app.exception_handler(FrameError)
-    async def _frame_error(request: Request, error: FrameError) -> JSONResponse:
+    @app.exception_handler(refusals.Refusal)
+    async def _frame_error(request: Request, error: refusals.Refusal) -> JSONResponse:
         return response(error)
 
     @app.exception_handler(RequestValidationError)
@@ -68,7 +68,7 @@ def install(app: FastAPI) -> None:
         first = error.errors()[0] if error.errors() else {}
         location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query")]
         code = "bad_json" if first.get("type") == "json_invalid" else "invalid_field"
-        return response(FrameError(code, first.get("msg", "invalid request"), field=".".join(location) or None))
+        return response(refusals.BY_CODE[code](first.get("msg", "invalid request"), field=".".join(location) or None))
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, error: HTTPException) -> JSONResponse:

@@ -26,9 +26,8 @@ from redis.exceptions import RedisError
 
 from geo.fix import Fix
 from notifier.hub import Event, Hub
-from server import keys, wire
+from server import db, keys, wire
 from server.alertview import UNFINISHED, View, updated_at
-from server.ingest import describe
 from server.tasks import OwnedTask
 
 log = logging.getLogger(__name__)
@@ -189,7 +188,7 @@ class Fanout(OwnedTask):
                     receivers = await pipe.execute()
         except (RedisError, OSError, TimeoutError) as error:
             log.warning("%d %s event(s) not published to other processes: %s", len(messages), messages[0].type,
-                        describe(error))
+                        db.describe(error))
             return False
         if min(receivers) < 1:
             # Not even this process's subscription is on Redis: nobody else's may be either.
@@ -259,7 +258,7 @@ class Fanout(OwnedTask):
                 finally:
                     await self._abandon(pubsub)
             except (RedisError, OSError, TimeoutError, SubscriptionLost) as error:
-                reason = str(error) if isinstance(error, SubscriptionLost) else describe(error)
+                reason = str(error) if isinstance(error, SubscriptionLost) else db.describe(error)
                 log.warning("event subscription lost (%s); retrying", reason)
                 lost = True
                 # Pooled connections died with it; a stale one would hang the next subscribe.

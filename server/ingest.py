@@ -37,39 +37,19 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server import history, hotstate, wire
+from server import db, history, hotstate, refusals
 from server.ledger import Entry, Ledger, Ledgers
 from server.tasks import Health, cancel_and_wait, supervise
 
 log = logging.getLogger(__name__)
 
-STORAGE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
-# What PostgreSQL refuses for one row's values, not for the flush: data exceptions and
-# integrity violations. By SQLSTATE class: the driver's adapter raises some of them (22003,
-# a number out of range) as a bare DBAPIError.
-DATA_ERROR_CLASSES = ("22", "23")
 REDIS_WRITE_TIMEOUT_S = 1.0
 # The queue's hard cap, in multiples of `queue_rows`: room above the fair bound for the devices
 # that hold less than their share, and no more.
 HARD_CAP_FACTOR = 2
-
-
-def sqlstate(error: BaseException) -> str | None:
-    original = getattr(error, "orig", None)
-    return getattr(original, "sqlstate", None) or getattr(getattr(original, "__cause__", None), "sqlstate", None)
-
-
-def describe(error: BaseException) -> str:
-    """An error for a log line: its type and SQLSTATE, never its message (which may quote data)."""
-    code = sqlstate(error)
-    return type(error).__name__ + (f" sqlstate={code}" if code else "")
-
-
-def is_data_error(error: BaseException) -> bool:
-    return isinstance(error, DBAPIError) and (sqlstate(error) or "")[:2] in DATA_ERROR_CLASSES
 
 
 def admits(*, queued_rows: int, queue_rows: int, pending_rows: int, share_rows: int) -> bool:
@@ -89,7 +69,7 @@ class Item:
     __slots__ = ("row", "ledger", "entry", "refuse")
 
     def __init__(self, row: history.NewFix, ledger: Ledger, entry: Entry,
-                 refuse: Callable[[wire.FrameError], None]):
+                 refuse: Callable[[refusals.Refusal], None]):
         self.row = row
         self.ledger = ledger
         self.entry = entry
@@ -200,17 +180,17 @@ class Ingest:
             try:
                 await connection.invalidate()
                 await connection.close()
-            except STORAGE_ERRORS as error:
-                log.debug("closing a broken ingest connection: %s", describe(error))
+            except db.STORAGE_ERRORS as error:
+                log.debug("closing a broken ingest connection: %s", db.describe(error))
 
     async def _flush(self, batch: list[Item]) -> None:
         started = time.perf_counter()
         try:
             moved = await self._store_once_more_if_failed(batch)
-        except STORAGE_ERRORS as error:
+        except db.STORAGE_ERRORS as error:
             # Type and SQLSTATE only: driver messages can quote parameters, i.e. coordinates.
             log.error("flush of %d pings failed twice (%s), their streams are dropped for resend",
-                      len(batch), describe(error))
+                      len(batch), db.describe(error))
             await self._disconnect()
             self._fail([item for item in batch if not item.entry.settled])
             return
@@ -228,19 +208,19 @@ class Ingest:
     async def _store_once_more_if_failed(self, batch: list[Item]) -> list:
         try:
             return await self._store(batch)
-        except STORAGE_ERRORS as error:
+        except db.STORAGE_ERRORS as error:
             log.warning("flush of %d pings failed (%s), once more on a fresh connection", len(batch),
-                        describe(error))
+                        db.describe(error))
             await self._disconnect()
         return await self._store([item for item in batch if not item.entry.settled])
 
     async def _store(self, batch: list[Item]) -> list:
         """Store the batch in arrival order; a row PostgreSQL refuses for its data is found by
-        halving and refused alone. Raises STORAGE_ERRORS for anything else."""
+        halving and refused alone. Raises db.STORAGE_ERRORS for anything else."""
         try:
             moved = await history.store(connection=await self._connect(), rows=[item.row for item in batch])
         except DBAPIError as error:
-            if not is_data_error(error):
+            if not db.is_data_error(error):
                 raise
             if len(batch) == 1:
                 self._refuse(batch[0], error)
@@ -252,8 +232,8 @@ class Ingest:
         return moved
 
     def _refuse(self, item: Item, error: BaseException) -> None:
-        log.warning("a ping was refused by PostgreSQL (%s); the rest of its flush is stored", describe(error))
-        item.refuse(wire.FrameError("invalid_field", f"this ping cannot be stored ({describe(error)})",
+        log.warning("a ping was refused by PostgreSQL (%s); the rest of its flush is stored", db.describe(error))
+        item.refuse(refusals.InvalidField(f"this ping cannot be stored ({db.describe(error)})",
                                     seq=item.row.seq))
         item.entry.settled = True
 
@@ -274,7 +254,7 @@ class Ingest:
                 await hotstate.write(redis=self._redis, fixes=moved)
         except (RedisError, OSError, TimeoutError) as error:
             # PostgreSQL has them; `guardian rebuild-hot-state` (or the next start) restores Redis.
-            log.warning("hot state not updated for %d users: %s", len(moved), describe(error))
+            log.warning("hot state not updated for %d users: %s", len(moved), db.describe(error))
 
     async def close(self) -> None:
         """Flush what is queued, then stop. Called after the sockets are closed."""

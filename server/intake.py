@@ -16,7 +16,7 @@ from geo import rules
 from geo.fix import Fix
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server import history, wire
+from server import history, refusals, wire
 from server.auth import Device
 from server.ingest import Ingest, Item
 from server.ledger import Entry, Ledger
@@ -37,7 +37,7 @@ class Intake:
         rate_limiter: RateLimiter,
         max_batch_pings: int,
         device_share_rows: int,
-        on_refused: Callable[[wire.FrameError], None],
+        on_refused: Callable[[refusals.Refusal], None],
         on_change: Callable[[], None] | None = None,
     ):
         """`on_refused`: called (from the flusher, must not block) for a queued ping that
@@ -69,11 +69,11 @@ class Intake:
         """The device's last plausible fix: from storage at the start, then from its own pings."""
         return self._previous
 
-    def take(self, pings: Sequence[wire.PingFields | msgspec.Raw]) -> list[wire.FrameError]:
+    def take(self, pings: Sequence[wire.PingFields | msgspec.Raw]) -> list[refusals.Refusal]:
         """Judge a frame's pings and queue the storable ones for the group commit (each
         entered in the ledger). Returns the refusals of single pings, to answer.
 
-        Raises FrameError when the whole frame is refused: too many pings, this device over
+        Raises refusals.Refusal when the whole frame is refused: too many pings, this device over
         its rate, the ingest queue full while this device holds its share of it or at its
         hard cap (shed before any judging, so an overloaded server spends nothing on what it
         cannot store; a phone with a ping or two in flight is not shed for others' flood),
@@ -84,11 +84,11 @@ class Intake:
         following that track live (they are few, so the queue's bound barely moves).
         """
         if len(pings) > self._max_batch:
-            raise wire.FrameError("too_large", f"a batch holds at most {self._max_batch} pings", field="pings")
+            raise refusals.TooLarge(f"a batch holds at most {self._max_batch} pings", field="pings")
         if not pings:
             return []
         if self.ledger.failed:
-            raise wire.FrameError("unavailable", "storage failed; reconnect and resend from acked_seq")
+            raise refusals.Unavailable("storage failed; reconnect and resend from acked_seq")
         has_room = self._ingest.has_room(pending_rows=self.ledger.pending, share_rows=self._share_rows)
         if not has_room and not self._in_alert():
             self._ingest.shed(len(pings))
@@ -97,12 +97,12 @@ class Intake:
             raise self._refuse_whole(pings, "too many pings from this device; slow down and resend")
         now = datetime.now(UTC)
         items: list[Item] = []
-        refusals: list[wire.FrameError] = []
+        refused: list[refusals.Refusal] = []
         for ping in pings:
             try:
                 row = self._judge(ping if isinstance(ping, wire.PingFields) else wire.decode_ping(ping), now)
-            except wire.FrameError as refusal:
-                refusals.append(refusal)
+            except refusals.Refusal as refusal:
+                refused.append(refusal)
                 if refusal.seq is not None:
                     self.ledger.answered(refusal.seq)
                 continue
@@ -110,24 +110,24 @@ class Intake:
         if items:
             self._ingest.admit(items)
             self.last_entry = items[-1].entry
-        return refusals
+        return refused
 
-    def _refuse_whole(self, pings: Sequence[wire.PingFields | msgspec.Raw], message: str) -> wire.FrameError:
+    def _refuse_whole(self, pings: Sequence[wire.PingFields | msgspec.Raw], message: str) -> refusals.Refusal:
         """`rate_limited` for a whole frame. A lone ping's refusal names its seq, so the ack may
         pass over it; a refused batch enters no ledger and names its first and last seq: the
         phone resends it whole."""
         if len(pings) == 1 and isinstance(pings[0], wire.PingFields):
             self.ledger.answered(pings[0].seq)
-            return wire.FrameError("rate_limited", message, seq=pings[0].seq)
+            return refusals.RateLimited(message, seq=pings[0].seq)
         first, last = wire.seq_of(pings[0]), wire.seq_of(pings[-1])
         seqs = None if first is None or last is None else (first, last)
-        return wire.FrameError("rate_limited", message, seqs=seqs)
+        return refusals.RateLimited(message, seqs=seqs)
 
     def _judge(self, ping: wire.PingFields, now: datetime) -> history.NewFix:
         fix = wire.to_fix(ping)
         refusal = rules.refusal(fix)
         if refusal is not None:
-            raise wire.FrameError("invalid_field", refusal.message, field=refusal.field, seq=ping.seq)
+            raise refusals.InvalidField(refusal.message, field=refusal.field, seq=ping.seq)
         suspect = rules.suspicions(fix, previous=self._previous, now=now, limits=self._limits)
         if not suspect and (self._previous is None or fix.ts > self._previous.ts):
             self._previous = fix
@@ -142,7 +142,7 @@ class Intake:
 
 
 async def open_intake(*, connection: AsyncConnection, services: Services, device: Device, acked_seq: int,
-                      on_change: Callable[[], None], on_refused: Callable[[wire.FrameError], None],
+                      on_change: Callable[[], None], on_refused: Callable[[refusals.Refusal], None],
                       in_alert: Callable[[], bool] | None = None) -> "Intake":
     """The intake of one device, judging its next fixes against its last plausible one, on
     the device's ledger in this process (joined if its socket or a request has it open).

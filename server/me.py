@@ -9,8 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.dialects import postgresql as pg
 
-from server import alerts, auth, fields, openapi, pins, wire
-from server.ingest import STORAGE_ERRORS, describe
+from server import alerts, auth, db, fields, openapi, pins, refusals, wire
 from server.tables import contacts, push_tokens
 
 router = APIRouter()
@@ -57,20 +56,17 @@ async def post_sos(request: Request, device: Annotated[auth.Device, Depends(auth
     services = request.app.state.services
     sos = wire.decode_sos(await request.body())  # at most max_frame_bytes (server/bodysize.py)
     try:
-        raised = await alerts.raise_alert(engine=services.alert_engine, settings=services.settings, device=device, sos=sos)
-    except STORAGE_ERRORS as error:
-        raise wire.FrameError("unavailable", f"not stored ({describe(error)}); retry with the same sos_id") from None
-    except wire.FrameError:
+        raised = await alerts.raise_alert(engine=services.alert_engine, settings=services.settings, device=device, sos=sos,
+                                          relay=services.relay)
+    except db.STORAGE_ERRORS as error:
+        raise refusals.Unavailable(f"not stored ({db.describe(error)}); retry with the same sos_id") from None
+    except refusals.Refusal:
         raise
     except Exception:
         # A defect must still tell the phone to retry (503), never a bare 500: logged with its
         # traceback, which quotes no body.
         log.exception("SOS over HTTP failed before its answer; the phone retries")
-        raise wire.FrameError("unavailable", "not stored; retry with the same sos_id") from None
-    if raised.created:
-        services.relay.opened(raised)
-    elif raised.joined:
-        services.relay.kick()
+        raise refusals.Unavailable("not stored; retry with the same sos_id") from None
     return JSONResponse(raised.frame(), status_code=201 if raised.stored_now else 200)
 
 

@@ -24,9 +24,8 @@ from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from notifier.hub import Event
-from server import alerts, auth, db, errors, history, ratelimit, wire
+from server import alerts, auth, db, errors, history, refusals, wire
 from server.alertview import UNFINISHED
-from server.ingest import STORAGE_ERRORS, describe
 from server.intake import Intake, open_intake
 from server.ledger import Ledger
 from server.services import Services
@@ -58,7 +57,7 @@ class PhoneSession:
         try:
             try:
                 device = await self._authenticate()
-            except ratelimit.RateLimited as refusal:  # the phone sends an SOS over `POST /v1/sos` meanwhile
+            except refusals.RateLimited as refusal:  # the phone sends an SOS over `POST /v1/sos` meanwhile
                 await self._ws.close(errors.CLOSE_TRY_AGAIN, refusal.message)
                 return
             if device is None:
@@ -69,10 +68,10 @@ class PhoneSession:
                 intake = await open_intake(connection=connection, services=self._services, device=device,
                                            acked_seq=acked_seq, on_change=self._kick, on_refused=self._refused,
                                            in_alert=self._in_alert)
-        except STORAGE_ERRORS as error:
+        except db.STORAGE_ERRORS as error:
             if intake is not None:  # the connection failed on its way back to the pool
                 intake.close()
-            log.error("phone session cannot start, storage unavailable: %s", describe(error))
+            log.error("phone session cannot start, storage unavailable: %s", db.describe(error))
             await self._ws.close(errors.CLOSE_UNAVAILABLE, "storage unavailable; retry later")
             return
         try:
@@ -130,7 +129,7 @@ class PhoneSession:
                 return None
             try:
                 frame = wire.decode_frame(message.get("text") or "")  # binary or a disconnect: no hello
-            except wire.FrameError:
+            except refusals.Refusal:
                 return None
             if not isinstance(frame, wire.Hello) or not frame.token:
                 return None
@@ -140,7 +139,7 @@ class PhoneSession:
         key, connects = auth.digest(token), self._services.phone_connects
         if not connects.take(key):
             wait_s = math.ceil(connects.retry_after_s(key))
-            raise ratelimit.RateLimited(f"too many connects of this device token; retry in {wait_s} s",
+            raise refusals.RateLimited(f"too many connects of this device token; retry in {wait_s} s",
                                         retry_after_ms=1000 * wait_s)
         return await auth.device_for(engine=self._services.engine, token=token)
 
@@ -160,9 +159,9 @@ class PhoneSession:
                     consecutive_errors = 0
                     continue
                 self._take(intake, frame)
-            except wire.FrameError as refusal:
+            except refusals.Refusal as refusal:
                 self._send(wire.encode(refusal.frame()))
-                if refusal.code == "rate_limited":
+                if isinstance(refusal, refusals.RateLimited):
                     continue  # not garbage: the phone resends later (a full server sheds this way)
                 consecutive_errors += 1
                 if consecutive_errors >= max_errors:
@@ -179,7 +178,7 @@ class PhoneSession:
             sos = wire.salvage_sos(message.get("bytes") or b"")
             if sos is not None:
                 return sos
-            raise wire.FrameError("bad_json", "frames must be JSON text, not binary")
+            raise refusals.BadJson("frames must be JSON text, not binary")
         return wire.decode_frame(text)
 
     def _take(self, intake: Intake, frame) -> None:
@@ -190,31 +189,33 @@ class PhoneSession:
         elif isinstance(frame, wire.Batch):
             refusals = intake.take(frame.pings)
         else:
-            raise wire.FrameError("conflict", "already authenticated", field="type")
+            raise refusals.Conflict("already authenticated", field="type")
         for refusal in refusals:
             self._send(wire.encode(refusal.frame()))
 
     async def _alert_frame(self, frame: wire.Sos | wire.SosCancel, intake: Intake) -> None:
         """An SOS or a cancel: its own transaction, not queued behind the pings (DESIGN rule 3).
 
-        Raises FrameError for a refusal; a storage failure is answered `unavailable`, never
+        Raises refusals.Refusal for a refusal; a storage failure is answered `unavailable`, never
         with a false `sos_ack`, and the phone retries with the same sos_id."""
         services = self._services
         try:
             if isinstance(frame, wire.Sos):
                 raised = await alerts.raise_alert(engine=services.alert_engine, settings=services.settings,
-                                                  device=self._device, sos=frame, last_fix=intake.previous)
+                                                  device=self._device, sos=frame, last_fix=intake.previous,
+                                                  relay=services.relay)
             else:
                 alert_id = await alerts.cancel(engine=services.alert_engine, settings=services.settings,
-                                               user_id=self._device.user_id, alert_id=frame.alert_id, pin=frame.pin)
-        except wire.FrameError:
+                                               user_id=self._device.user_id, alert_id=frame.alert_id, pin=frame.pin,
+                                               relay=services.relay)
+        except refusals.Refusal:
             raise
         except Exception as error:
             # Storage, or a defect: either way the phone must hear that this SOS (or cancel) is
             # not done, so that it retries with the same frame, and the socket stays open. A
             # defect is logged with its traceback (which quotes no frame: no coordinate, no PIN).
-            if isinstance(error, STORAGE_ERRORS):
-                log.error("SOS frame not committed, storage unavailable: %s", describe(error))
+            if isinstance(error, db.STORAGE_ERRORS):
+                log.error("SOS frame not committed, storage unavailable: %s", db.describe(error))
             else:
                 log.exception("SOS frame failed before its answer; the phone retries")
             refusal = {"type": "error", "code": "unavailable", "message": "not stored; retry with the same frame"}
@@ -223,10 +224,6 @@ class PhoneSession:
             self._send(wire.encode(refusal))
             return
         if isinstance(frame, wire.Sos):
-            if raised.created:
-                services.relay.opened(raised)
-            elif raised.joined:
-                services.relay.kick()
             self._told[str(raised.alert_id)] = raised.phone_status
             self._send(wire.encode(raised.frame()))
             if raised.phone_status in UNFINISHED:
@@ -234,7 +231,6 @@ class PhoneSession:
         else:
             # Both PINs get these same frames, at once and in this order, and nothing about this
             # alert after them (DESIGN, duress): whoever holds the phone cannot tell which was used.
-            services.relay.kick()
             self._told[str(alert_id)] = "cancelled"
             self._send(wire.encode({"type": "alert_status", "alert_id": str(alert_id), "status": "cancelled"}))
             self._report_slow(str(alert_id))
@@ -277,7 +273,7 @@ class PhoneSession:
         else:
             self._report_slow(event.alert_id)
 
-    def _refused(self, refusal: wire.FrameError) -> None:
+    def _refused(self, refusal: refusals.Refusal) -> None:
         """A queued ping that PostgreSQL refused: its error goes out before the ack passing it."""
         self._send(wire.encode(refusal.frame()))
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.alertview import UNFINISHED
 from server.tables import alerts, pins
-from server.wire import FrameError
+from server import refusals
 
 _hasher = PasswordHasher()
 
@@ -25,12 +25,12 @@ class Verdict(Enum):
     LOCKED = "locked"
     NOT_SET = "not_set"
 
-    def refusal(self, field: str = "pin") -> FrameError | None:
+    def refusal(self, field: str = "pin") -> refusals.Refusal | None:
         """The error a phone hears for this verdict (about its `field`), None for a right PIN."""
         return {
-            Verdict.WRONG: FrameError("forbidden", "wrong PIN", field=field),
-            Verdict.LOCKED: FrameError("rate_limited", "too many wrong PINs; try again later", field=field),
-            Verdict.NOT_SET: FrameError("forbidden", "no PIN is set (PUT /v1/me/pins)", field=field),
+            Verdict.WRONG: refusals.Forbidden("wrong PIN", field=field),
+            Verdict.LOCKED: refusals.RateLimited("too many wrong PINs; try again later", field=field),
+            Verdict.NOT_SET: refusals.Forbidden("no PIN is set (PUT /v1/me/pins)", field=field),
         }.get(self)
 
 
@@ -76,7 +76,7 @@ async def _change(*, connection: AsyncConnection, user_id: uuid.UUID, pin: str, 
     unfinished = await connection.scalar(sa.select(sa.func.count()).select_from(alerts).where(
         alerts.c.user_id == user_id, alerts.c.phone_status.in_(UNFINISHED)))
     if unfinished:
-        raise FrameError("conflict", "the PINs cannot change while you have an unfinished alert")
+        raise refusals.Conflict("the PINs cannot change while you have an unfinished alert")
     if row is None:
         hashes = await _hash(pin, duress_pin)
         inserted = await connection.execute(pg.insert(pins).values(
@@ -96,8 +96,8 @@ async def _change(*, connection: AsyncConnection, user_id: uuid.UUID, pin: str, 
     return verdict
 
 
-def _needs_current_pin() -> FrameError:
-    return FrameError("forbidden", "the PINs are set: give the normal PIN as current_pin", field="current_pin")
+def _needs_current_pin() -> refusals.Refusal:
+    return refusals.Forbidden("the PINs are set: give the normal PIN as current_pin", field="current_pin")
 
 
 async def _hash(pin: str, duress_pin: str) -> tuple[str, str]:

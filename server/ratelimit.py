@@ -6,7 +6,6 @@ import itertools
 import time
 from collections.abc import Hashable
 
-from server import wire
 
 
 class Bucket:
@@ -15,17 +14,6 @@ class Bucket:
     def __init__(self, tokens: float, stamp: float):
         self.tokens = tokens
         self.stamp = stamp
-
-
-class RateLimited(wire.FrameError):
-    """`rate_limited` with `retry_after_ms`: how long until the refused request would pass."""
-
-    def __init__(self, message: str, *, retry_after_ms: int):
-        super().__init__("rate_limited", message)
-        self.retry_after_ms = retry_after_ms
-
-    def frame(self) -> dict:
-        return {**super().frame(), "retry_after_ms": self.retry_after_ms}
 
 
 class RateLimiter:

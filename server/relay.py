@@ -26,7 +26,6 @@ from server import alertview, db, keys, outbox
 from server.config import Settings
 from server.delivery import Expander, Worker
 from server.fanout import Fanout
-from server.ingest import STORAGE_ERRORS, describe
 from server.tables import contacts, devices, push_tokens, staff, users
 from server.tasks import OwnedTask, cancel_and_wait
 
@@ -96,8 +95,8 @@ class Relay:
                 async with self._engine.begin() as connection:
                     await outbox.complete_event(connection=connection, event_id=event_id, channel=outbox.CONSOLE)
                 return
-        except STORAGE_ERRORS as error:
-            log.warning("alert %s left to the console worker: %s", alert_id, describe(error))
+        except db.STORAGE_ERRORS as error:
+            log.warning("alert %s left to the console worker: %s", alert_id, db.describe(error))
         self.workers[outbox.CONSOLE].kick()
 
     async def close(self) -> None:
@@ -145,7 +144,7 @@ class Relay:
             try:
                 tokens = await self._push_tokens(view)
             except (RedisError, OSError, TimeoutError) as error:
-                log.warning("push: officers' positions unavailable (%s)", describe(error))
+                log.warning("push: officers' positions unavailable (%s)", db.describe(error))
                 retry.setdefault(outbox.backoff_s(row.attempts), []).append(row.id)
                 continue
             data = {"type": "sos", "kind": row.kind, "alert_id": view.alert["alert_id"],

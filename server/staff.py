@@ -11,9 +11,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server import auth, db
+from server import auth, db, refusals
 from server.tables import staff, staff_sessions
-from server.wire import FrameError
 
 ROLES = ("dispatcher", "command", "officer")
 SESSION_COOKIE = "guardian_session"
@@ -99,7 +98,7 @@ async def current_staff(request: Request) -> Staff:
     member = await staff_for(engine=request.app.state.services.engine,
                              token=session_token(request.headers, request.cookies))
     if member is None:
-        raise FrameError("unauthorized", "log in first (POST /v1/console/login)")
+        raise refusals.Unauthorized("log in first (POST /v1/console/login)")
     return member
 
 

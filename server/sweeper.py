@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server import alerts, db, hotstate
 from server.fanout import Fanout
-from server.ingest import STORAGE_ERRORS, describe
 from server.relay import Relay
 from server.tasks import OwnedTask, cancel_and_wait
 
@@ -37,10 +36,9 @@ class Sweeper(OwnedTask):
         self._rebuilding: asyncio.Task | None = None
 
     async def sweep(self) -> int:
-        escalated = await alerts.escalate_due(engine=self._engine, settings=self._settings)
+        escalated = await alerts.escalate_due(engine=self._engine, settings=self._settings, relay=self._relay)
         if escalated:
             log.warning("escalated %d unacknowledged alerts", escalated)
-            self._relay.kick()
         async with db.autocommit(self._engine) as connection:
             self._fanout.watch(await alerts.unfinished_by_user(connection=connection))
         await self._check_hot_state()
@@ -54,7 +52,7 @@ class Sweeper(OwnedTask):
             async with asyncio.timeout(1.0):
                 ready = await hotstate.is_ready(redis=self._redis)
         except REDIS_ERRORS as error:
-            log.debug("hot state not checked: %s", describe(error))
+            log.debug("hot state not checked: %s", db.describe(error))
             return
         if not ready:
             log.warning("Redis lost the hot state while serving; rebuilding it from PostgreSQL")
@@ -63,8 +61,8 @@ class Sweeper(OwnedTask):
     async def _rebuild(self) -> None:
         try:
             count = await hotstate.rebuild(redis=self._redis, engine=self._engine)
-        except (*REDIS_ERRORS, *STORAGE_ERRORS) as error:
-            log.error("hot state rebuild failed (%s); the next sweep tries again", describe(error))
+        except (*REDIS_ERRORS, *db.STORAGE_ERRORS) as error:
+            log.error("hot state rebuild failed (%s); the next sweep tries again", db.describe(error))
             return
         log.warning("hot state rebuilt from PostgreSQL: %d last locations", count)
 
@@ -77,6 +75,6 @@ class Sweeper(OwnedTask):
             await asyncio.sleep(self._settings.sweep_interval_s)
             try:
                 await self.sweep()
-            except STORAGE_ERRORS as error:
-                log.error("sweep failed (%s); retrying", describe(error))
-                self.health.failed(f"escalation cannot run: storage unavailable ({describe(error)})")
+            except db.STORAGE_ERRORS as error:
+                log.error("sweep failed (%s); retrying", db.describe(error))
+                self.health.failed(f"escalation cannot run: storage unavailable ({db.describe(error)})")

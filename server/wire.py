@@ -15,7 +15,7 @@ from typing import Annotated
 import msgspec
 
 from geo.fix import Fix
-from server import jsontext
+from server import jsontext, refusals
 
 # BIGINT, the column seq is stored in: a larger one would fail the whole group commit.
 MAX_SEQ = 2**63 - 1
@@ -94,31 +94,6 @@ _sos_decoder = msgspec.json.Decoder(SosFields)
 _encoder = msgspec.json.Encoder()
 
 
-class FrameError(Exception):
-    """A frame (or one ping in it) the server refuses: becomes an `error` frame."""
-
-    def __init__(self, code: str, message: str, *, field: str | None = None, seq: int | None = None,
-                 seqs: tuple[int, int] | None = None):
-        """`seq`: the one refused ping. `seqs`: the first and last seq of a refused batch (an
-        addition to the contract, so a phone that sends several batches knows which to resend)."""
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.field = field
-        self.seq = seq
-        self.seqs = seqs
-
-    def frame(self) -> dict:
-        body = {"type": "error", "code": self.code, "message": self.message}
-        if self.field is not None:
-            body["field"] = self.field
-        if self.seq is not None:
-            body["seq"] = self.seq
-        if self.seqs is not None:
-            body["first_seq"], body["last_seq"] = self.seqs
-        return body
-
-
 class _SeqOnly(msgspec.Struct):
     seq: object = None
 
@@ -140,7 +115,7 @@ def seq_of(ping: "PingFields | msgspec.Raw | bytes | str") -> int | None:
 
 
 def decode_frame(raw: bytes | str) -> Ping | Batch | Hello | Sos | SosCancel:
-    """Parse one phone frame. Raises FrameError with the contract's code.
+    """Parse one phone frame. Raises refusals.Refusal with the contract's code.
 
     An SOS is never refused for a bad fix (DESIGN rule 3): one whose fields are wrong,
     or that carries JSON's NaN or Infinity, is salvaged with what can be read.
@@ -157,7 +132,7 @@ def _decode_frame(raw: bytes | str) -> Ping | Batch | Hello | Sos | SosCancel:
     except msgspec.ValidationError as error:  # a subclass of DecodeError: catch it first
         refusal = _diagnose(raw, error)
     except msgspec.DecodeError as error:
-        refusal = FrameError("bad_json", f"not valid JSON: {error}")
+        refusal = refusals.BadJson(f"not valid JSON: {error}")
     else:
         if type(frame) is Sos and frame.salvaged:
             frame.salvaged = ()
@@ -206,19 +181,19 @@ def _salvaged(body: object) -> Sos | None:
     return Sos(sos_id=body["sos_id"], ts=ts, note=note, salvaged=tuple(salvaged), **fix)
 
 
-def _diagnose(raw: bytes | str, error: msgspec.ValidationError) -> FrameError:
+def _diagnose(raw: bytes | str, error: msgspec.ValidationError) -> refusals.Refusal:
     body = jsontext.generic(raw)
     if body is None:
-        return FrameError("invalid_field", str(error), field=jsontext.field_of(error), seq=seq_of(raw))
+        return refusals.InvalidField(str(error), field=jsontext.field_of(error), seq=seq_of(raw))
     if not isinstance(body, dict):
-        return FrameError("invalid_field", "a frame must be a JSON object")
+        return refusals.InvalidField("a frame must be a JSON object")
     kind = body.get("type")
     if not isinstance(kind, str) or kind not in PHONE_FRAME_TYPES:
-        return FrameError("unknown_type", f"unknown frame type {kind!r}", field="type")
+        return refusals.UnknownType(f"unknown frame type {kind!r}", field="type")
     if kind == "batch" and isinstance(body.get("pings"), list):
         # Only the list's own shape can fail here: its items are decoded later.
-        return FrameError("invalid_field", str(error), field="pings")
-    return FrameError("invalid_field", str(error), field=jsontext.field_of(error), seq=seq_of(raw))
+        return refusals.InvalidField(str(error), field="pings")
+    return refusals.InvalidField(str(error), field=jsontext.field_of(error), seq=seq_of(raw))
 
 
 def decode_batch(raw: bytes | str) -> list[msgspec.Raw]:
@@ -229,14 +204,14 @@ def decode_batch(raw: bytes | str) -> list[msgspec.Raw]:
         except RecursionError:
             body = _http_batch_decoder.decode(jsontext.shallow(raw))
     except msgspec.ValidationError as error:
-        raise FrameError("invalid_field", f"expected a list of pings: {error}", field="pings") from None
+        raise refusals.InvalidField(f"expected a list of pings: {error}", field="pings") from None
     except msgspec.DecodeError as error:
-        raise FrameError("bad_json", f"not valid JSON: {error}") from None
+        raise refusals.BadJson(f"not valid JSON: {error}") from None
     return body.pings if isinstance(body, HttpBatch) else body
 
 
 def decode_ping(raw: bytes | str) -> PingFields:
-    """Parse one ping of a batch. Raises FrameError (with its seq when readable)."""
+    """Parse one ping of a batch. Raises refusals.Refusal (with its seq when readable)."""
     try:
         return _decode_ping(raw)
     except RecursionError:
@@ -248,14 +223,14 @@ def _decode_ping(raw: bytes | str) -> PingFields:
         return _ping_decoder.decode(raw)
     except msgspec.ValidationError as error:
         if isinstance(jsontext.generic(raw), list | str | int | float | bool):
-            raise FrameError("invalid_field", "a ping must be a JSON object") from None
-        raise FrameError("invalid_field", str(error), field=jsontext.field_of(error), seq=seq_of(raw)) from None
+            raise refusals.InvalidField("a ping must be a JSON object") from None
+        raise refusals.InvalidField(str(error), field=jsontext.field_of(error), seq=seq_of(raw)) from None
     except msgspec.DecodeError as error:
-        raise FrameError("bad_json", f"not valid JSON: {error}") from None
+        raise refusals.BadJson(f"not valid JSON: {error}") from None
 
 
 def decode_sos(raw: bytes | str) -> SosFields:
-    """The body of `POST /v1/sos` (an SOS without `type`), salvaged like a frame. Raises FrameError."""
+    """The body of `POST /v1/sos` (an SOS without `type`), salvaged like a frame. Raises refusals.Refusal."""
     try:
         return _decode_sos(raw)
     except RecursionError:
@@ -269,9 +244,9 @@ def _decode_sos(raw: bytes | str) -> SosFields:
             sos.salvaged = ()
         return sos
     except msgspec.DecodeError as error:
-        refusal = (FrameError("invalid_field", str(error), field=jsontext.field_of(error))
+        refusal = (refusals.InvalidField(str(error), field=jsontext.field_of(error))
                    if isinstance(error, msgspec.ValidationError) else
-                   FrameError("bad_json", f"not valid JSON: {error}"))
+                   refusals.BadJson(f"not valid JSON: {error}"))
     body = jsontext.lenient(raw)
     sos = _salvaged({**body, "type": "sos"}) if isinstance(body, dict) else None
     if sos is None:
@@ -283,25 +258,25 @@ def parse_time(value: int | str, *, field: str = "ts", seq: int | None = None) -
     """Epoch milliseconds or an RFC 3339 string with a zone, as an aware UTC datetime."""
     if isinstance(value, int):
         if not 0 <= value <= MAX_EPOCH_MS:
-            raise FrameError("invalid_field", f"{field} in epoch ms must be within 1970..9999", field=field, seq=seq)
+            raise refusals.InvalidField(f"{field} in epoch ms must be within 1970..9999", field=field, seq=seq)
         return EPOCH + timedelta(milliseconds=value)
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise FrameError("invalid_field", f"{field} is not an RFC 3339 time", field=field, seq=seq) from None
+        raise refusals.InvalidField(f"{field} is not an RFC 3339 time", field=field, seq=seq) from None
     if parsed.tzinfo is None:
-        raise FrameError("invalid_field", f"{field} must carry a zone (Z or an offset)", field=field, seq=seq)
+        raise refusals.InvalidField(f"{field} must carry a zone (Z or an offset)", field=field, seq=seq)
     try:
         moment = parsed.astimezone(UTC)  # 9999-12-31T23:30-01:00 is in year 10000 in UTC
     except OverflowError:
         moment = LAST_INSTANT
     if not FIRST_INSTANT < moment < LAST_INSTANT:
-        raise FrameError("invalid_field", f"{field} must be within years 1..9999 in UTC", field=field, seq=seq)
+        raise refusals.InvalidField(f"{field} must be within years 1..9999 in UTC", field=field, seq=seq)
     return moment
 
 
 def to_fix(ping: PingFields) -> Fix:
-    """The geo view of a decoded ping (its time parsed). Raises FrameError on a bad ts."""
+    """The geo view of a decoded ping (its time parsed). Raises refusals.Refusal on a bad ts."""
     return Fix(
         lat=ping.lat,
         lon=ping.lon,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 
 from geo import rules
-from server import alerts, fields, jsontext, wire
+from server import alerts, fields, jsontext, refusals, wire
 from tests import hostile
 
 pytestmark = pytest.mark.no_services
@@ -39,7 +39,7 @@ GOOD = '{"type":"ping","seq":1,"ts":1790000000000,"lat":25.03,"lon":121.56}'
     ],
 )
 def test_bad_frames_get_the_contract_code(frame, code, field, seq):
-    with pytest.raises(wire.FrameError) as refused:
+    with pytest.raises(refusals.Refusal) as refused:
         wire.decode_frame(frame)
     assert (refused.value.code, refused.value.field, refused.value.seq) == (code, field, seq)
 
@@ -51,7 +51,7 @@ def test_a_good_ping_decodes_and_unknown_fields_are_ignored():
 
 def test_a_bad_ping_in_a_batch_names_its_seq():
     batch = wire.decode_frame('{"type":"batch","pings":[{"seq":4,"ts":1,"lat":"x","lon":0}]}')
-    with pytest.raises(wire.FrameError) as refused:
+    with pytest.raises(refusals.Refusal) as refused:
         wire.decode_ping(batch.pings[0])
     assert (refused.value.field, refused.value.seq) == ("lat", 4)
 
@@ -71,7 +71,7 @@ def test_times_are_epoch_ms_or_rfc3339_with_a_zone(value, expected):
 
 @pytest.mark.parametrize("value", ["2026-11-21T00:00:00", "yesterday", -1, 10**18])
 def test_times_without_zone_or_out_of_range_are_refused(value):
-    with pytest.raises(wire.FrameError) as refused:
+    with pytest.raises(refusals.Refusal) as refused:
         wire.parse_time(value)
     assert refused.value.field == "ts"
 
@@ -90,7 +90,7 @@ DEEP = "[" * 1000 + "]" * 1000  # 2 KB of brackets: past any recursive reader's 
 
 
 def test_a_seq_past_bigint_is_refused_and_the_largest_bigint_is_accepted():
-    with pytest.raises(wire.FrameError) as refused:
+    with pytest.raises(refusals.Refusal) as refused:
         wire.decode_frame(GOOD.replace('"seq":1', f'"seq":{2**63}'))
     assert (refused.value.code, refused.value.field) == ("invalid_field", "seq")
     assert wire.decode_frame(GOOD.replace('"seq":1', f'"seq":{2**63 - 1}')).seq == 2**63 - 1
@@ -101,7 +101,7 @@ def test_a_seq_past_bigint_is_refused_and_the_largest_bigint_is_accepted():
                                    # asyncpg would store these two as -infinity and infinity
                                    "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"])
 def test_times_past_the_calendars_edge_in_utc_are_refused_not_raised(value):
-    with pytest.raises(wire.FrameError) as refused:
+    with pytest.raises(refusals.Refusal) as refused:
         wire.parse_time(value)
     assert (refused.value.code, refused.value.field) == ("invalid_field", "ts")
 
@@ -114,13 +114,13 @@ def test_times_at_the_calendars_edge_are_accepted(value):
 def test_a_frame_nested_1000_deep_is_read_with_its_deep_values_as_null():
     ping = wire.decode_frame(GOOD[:-1] + f',"extra":{DEEP}}}')
     assert isinstance(ping, wire.Ping) and ping.seq == 1
-    with pytest.raises(wire.FrameError) as refused:
+    with pytest.raises(refusals.Refusal) as refused:
         wire.decode_frame(GOOD.replace('"lat":25.03', f'"lat":{DEEP}'))
     assert (refused.value.code, refused.value.field, refused.value.seq) == ("invalid_field", "lat", 1)
     batch = wire.decode_frame(f'{{"type":"batch","pings":[{GOOD[:-1]},"x":{DEEP}}}]}}')
     assert wire.decode_ping(batch.pings[0]).seq == 1
     assert wire.decode_batch(f'{{"pings":[{DEEP}]}}') is not None
-    with pytest.raises(wire.FrameError):
+    with pytest.raises(refusals.Refusal):
         wire.decode_ping(DEEP)
 
 
@@ -169,7 +169,7 @@ def _storable_ping(ping: wire.PingFields) -> None:
     assert 0 <= ping.seq <= wire.MAX_SEQ
     try:
         fix = wire.to_fix(ping)
-    except wire.FrameError as refusal:
+    except refusals.Refusal as refusal:
         assert refusal.code == "invalid_field"
         return
     if rules.refusal(fix) is None:
@@ -184,7 +184,7 @@ def test_every_phone_frame_is_a_storable_frame_or_refused_with_a_contract_code(s
     text, kind, name = spoiled
     try:
         frame = wire.decode_frame(text)
-    except wire.FrameError as refusal:
+    except refusals.Refusal as refusal:
         assert refusal.code in CONTRACT_CODES
         assert kind != "sos" or name in ("sos_id", "type"), "an SOS is never refused for its other fields"
         return
@@ -194,7 +194,7 @@ def test_every_phone_frame_is_a_storable_frame_or_refused_with_a_contract_code(s
         for raw in frame.pings:
             try:
                 _storable_ping(wire.decode_ping(raw))
-            except wire.FrameError as refusal:
+            except refusals.Refusal as refusal:
                 assert refusal.code in CONTRACT_CODES
     elif isinstance(frame, wire.Sos):
         alerts.sos_fix(frame, now=datetime.now(UTC))
