@@ -10,7 +10,7 @@ from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
 from notifier.hub import Hub
-from server import api, console, db, desk, errors, hotstate, me, openapi, phone, refusals
+from server import console, db, desk, errors, hotstate, locations, me, openapi, phone, pings, refusals, sosroute, users
 from server.auditlog import AuditLog
 from server.bodysize import BodyLimit
 from server.config import Settings
@@ -115,7 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     for storage_error in db.STORAGE_ERRORS:
         app.add_exception_handler(storage_error, storage_unavailable)
-    for router in (api.router, me.router, desk.router):
+    for router in (users.router, pings.router, locations.router, sosroute.router, me.router, desk.router):
         app.include_router(router)
     app.add_api_websocket_route("/v1/phone", phone.endpoint)
     app.add_api_websocket_route("/v1/console", console.endpoint)
