@@ -47,7 +47,7 @@ def baseline(port: int = typer.Option(None, help="Port (default GUARDIAN_PORT)."
     """Serve the storage-free baseline endpoint."""
     from load.baseline import create_app
     from server.cli import run_uvicorn
-    from server.config import Settings
+    from server.core.config import Settings
 
     settings = Settings(**({"port": port} if port else {}))
     run_uvicorn(create_app(), settings)

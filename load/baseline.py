@@ -10,7 +10,7 @@ import uuid
 
 from fastapi import FastAPI, WebSocket
 
-from server import refusals, wire
+from server.core import refusals, wire
 
 
 def create_app() -> FastAPI:

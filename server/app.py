@@ -10,17 +10,25 @@ from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
 from notifier.hub import Hub
-from server import console, db, desk, errors, hotstate, locations, me, openapi, phone, pings, refusals, sosroute, users
-from server.auditlog import AuditLog
-from server.bodysize import BodyLimit
-from server.config import Settings
-from server.fanout import Fanout
-from server.ingest import Ingest
-from server.looplag import LoopLag
-from server.ratelimit import RateLimiter
-from server.relay import Relay
+from server.accounts import me, users
+from server.alerts import routes as sosroute
+from server.console import desk
+from server.console import socket as console
+from server.core import db, errors, openapi, refusals
+from server.phones import pings
+from server.phones import socket as phone
+from server.positions import hotstate
+from server.positions import routes as locations
+from server.console.auditlog import AuditLog
+from server.core.bodysize import BodyLimit
+from server.core.config import Settings
+from server.alerts.fanout import Fanout
+from server.phones.ingest import Ingest
+from server.core.looplag import LoopLag
+from server.core.ratelimit import RateLimiter
+from server.alerts.relay import Relay
 from server.services import Services
-from server.sweeper import Sweeper
+from server.alerts.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 

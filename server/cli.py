@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 import uvicorn
 
-from server.config import Settings
+from server.core.config import Settings
 
 cli = typer.Typer(help="Guardian operator commands.", no_args_is_help=True)
 db_cli = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -21,12 +21,12 @@ cli.add_typer(jurisdictions_cli, name="jurisdictions")
 dispatcher_cli = typer.Typer(help="Dispatchers, the command centre and officers.", no_args_is_help=True)
 cli.add_typer(dispatcher_cli, name="dispatcher")
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATIONS = Path(__file__).parent / "core" / "migrations"
 
 
 def run_uvicorn(app, settings: Settings) -> None:
     """Serve an ASGI app with Guardian's socket settings (also used by the load baseline)."""
-    from server import gate
+    from server.core import gate
 
     # Every descriptor the system allows this process: connections are bounded by the gate.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -88,7 +88,8 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 @cli.command("rebuild-hot-state")
 def rebuild_hot_state() -> None:
     """Copy every last location from PostgreSQL into Redis (after a Redis wipe)."""
-    from server import db, hotstate
+    from server.core import db
+    from server.positions import hotstate
     from server.app import connect_redis
 
     async def run() -> int:
@@ -109,7 +110,7 @@ def main() -> None:
 
 @asynccontextmanager
 async def _engine():
-    from server import db
+    from server.core import db
 
     engine = db.create_engine(Settings(), pool_size=1)
     try:
@@ -120,7 +121,7 @@ async def _engine():
 
 def _import(document: dict) -> int:
     from geo.jurisdictions import parse_geojson
-    from server import jurisdictions
+    from server.alerts import jurisdictions
 
     try:
         parsed = parse_geojson(document)
@@ -170,7 +171,7 @@ def dispatcher_add(
     """Create a dispatcher (--precinct), the command centre (--all-precincts) or an officer (--officer --precinct)."""
     from sqlalchemy.exc import IntegrityError
 
-    from server import staff
+    from server.accounts import staff
 
     if all_precincts == (precinct is not None):
         raise typer.BadParameter("give exactly one of --precinct and --all-precincts")
@@ -200,7 +201,7 @@ def audit(
     """Who was shown which user's location, for which alert, and when (newest first)."""
     import sqlalchemy as sa
 
-    from server.tables import audit_reads, staff
+    from server.core.tables import audit_reads, staff
 
     query = (sa.select(audit_reads.c.read_at, staff.c.username, audit_reads.c.alert_id, audit_reads.c.user_id,
                        audit_reads.c.context)

@@ -5,13 +5,13 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from server.auditlog import AuditLog
-from server.config import Settings
-from server.fanout import Fanout
-from server.ingest import Ingest
-from server.ratelimit import RateLimiter
-from server.relay import Relay
-from server.tasks import Health
+from server.console.auditlog import AuditLog
+from server.core.config import Settings
+from server.alerts.fanout import Fanout
+from server.phones.ingest import Ingest
+from server.core.ratelimit import RateLimiter
+from server.alerts.relay import Relay
+from server.core.tasks import Health
 
 
 @dataclass(slots=True)

@@ -92,7 +92,7 @@ TAIPEI_101 = (25.0339, 121.5645)
 
 async def add_staff(engine, username: str, *, role: str = "dispatcher", precinct: str | None = "xinyi") -> None:
     """An account made the way `guardian dispatcher add` makes it."""
-    from server import staff
+    from server.accounts import staff
 
     async with engine.begin() as connection:
         await staff.add(connection=connection, username=username, password=PASSWORD, role=role,

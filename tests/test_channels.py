@@ -175,9 +175,10 @@ async def test_cad_gets_each_alert_event_as_signed_eido_retried_until_2xx(fresh_
 
 async def test_a_process_without_a_channel_leaves_its_rows_to_one_that_has_it(fresh_server, engine):
     """A server with no CAD endpoint (or no FCM) must never mark those rows done undelivered."""
-    from server import alerts, wire
-    from server.auth import Device
-    from server.config import Settings
+    from server.alerts import service as alerts
+    from server.core import wire
+    from server.accounts.auth import Device
+    from server.core.config import Settings
     from tests.conftest import TEST_ENV
 
     server = fresh_server()  # neither CAD nor FCM configured
@@ -245,9 +246,10 @@ async def test_a_slow_cad_post_is_never_leased_and_posted_twice(fresh_server, en
     """Six alerts waiting when two processes configured for the same endpoint start: the one
     that leases them posts for longer than the lease, which it renews, so the other never takes
     (and posts again) a row in flight."""
-    from server import alerts, wire
-    from server.auth import Device
-    from server.config import Settings
+    from server.alerts import service as alerts
+    from server.core import wire
+    from server.accounts.auth import Device
+    from server.core.config import Settings
     from tests.conftest import TEST_ENV
 
     with SlowCad(delay_s=0.8) as cad:

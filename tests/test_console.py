@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import InvalidStatus
 
-from server.console import snapshot_frames
+from server.console.socket import snapshot_frames
 
 from tests.servers import (TAIPEI_101, add_staff, bearer, connect_console, connect_phone, create_user, login, quiet,
                            sos_frame, until_ack, until_type)

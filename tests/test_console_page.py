@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from playwright.async_api import expect
 
-from server import staff
+from server.accounts import staff
 from tests.browser import box, chromium_page, inside, log_in
 from tests.servers import (TAIPEI_101, add_staff, connect_phone, create_user, login, sos_frame, until_ack,
                            until_type)

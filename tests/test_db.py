@@ -3,7 +3,7 @@
 import asyncpg
 import sqlalchemy as sa
 
-from server import db
+from server.core import db
 
 
 async def test_an_autocommit_connection_sends_no_begin_or_rollback(engine, monkeypatch):
@@ -38,7 +38,7 @@ async def test_a_failed_statement_never_quotes_its_parameters(test_env):
     """An unhandled error's log line is the exception: it must not carry PIN hashes or phone numbers."""
     from sqlalchemy.exc import DBAPIError
 
-    from server.config import Settings
+    from server.core.config import Settings
 
     engine = db.create_engine(Settings(database_url=test_env["GUARDIAN_DATABASE_URL"]), pool_size=1)
     try:

@@ -16,8 +16,8 @@ from hypothesis import given, settings, target
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
-from server import ingest
-from server.ratelimit import RateLimiter
+from server.phones import ingest
+from server.core.ratelimit import RateLimiter
 from tests.servers import connect_phone, create_user, receive, sos_frame, until_type
 
 QUEUE_ROWS = 300

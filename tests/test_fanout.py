@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from redis.asyncio import Redis
 
 from notifier.hub import ConsoleSubscriber, Hub, Mailbox
-from server.alerts import Unfinished
-from server.alertview import View
-from server.fanout import Fanout
+from server.alerts.service import Unfinished
+from server.alerts.view import View
+from server.alerts.fanout import Fanout
 from tests.conftest import TEST_ENV
 from tests.proxy import CuttableProxy, port_of, through
 from tests.servers import add_staff, connect_console, connect_phone, create_user, login, sos_frame, until_type

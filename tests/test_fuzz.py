@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from server.errors import HTTP_STATUS
+from server.core.errors import HTTP_STATUS
 from tests import hostile
 from tests.servers import PASSWORD, add_staff, bearer, create_user
 from tests.witness import LoggedServer, SteadyPhone

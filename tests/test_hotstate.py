@@ -7,7 +7,7 @@ import time
 import httpx
 import sqlalchemy as sa
 
-from server import keys
+from server.core import keys
 from tests.servers import TAIPEI_101, add_staff, bearer, connect_phone, create_user, login, until_ack
 
 

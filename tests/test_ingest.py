@@ -1,4 +1,4 @@
-"""server.ingest: a flush that fails harms no one else, and loses nothing it acknowledged.
+"""server.phones.ingest: a flush that fails harms no one else, and loses nothing it acknowledged.
 
 A row that validation accepts but PostgreSQL refuses is made here with a CHECK
 constraint the test adds to its own database (what a field of a type or range the
@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
 from geo.fix import Fix
-from server import history
-from server.ingest import Ingest, Item
-from server.ledger import Ledger
+from server.positions import history
+from server.phones.ingest import Ingest, Item
+from server.phones.ledger import Ledger
 from tests.conftest import TEST_ENV
 from tests.servers import bearer, connect_phone, create_user, receive, stored_pings, until_ack
 from tests.stall import Stall

@@ -1,4 +1,4 @@
-"""server.ledger: the cumulative ack never covers a ping that is not settled."""
+"""server.phones.ledger: the cumulative ack never covers a ping that is not settled."""
 
 import uuid
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.ledger import Ledger, Ledgers
+from server.phones.ledger import Ledger, Ledgers
 
 pytestmark = pytest.mark.no_services
 

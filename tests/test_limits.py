@@ -187,7 +187,7 @@ async def test_a_right_password_logs_in_once_the_refusal_has_waited_its_retry_af
 async def test_a_refused_login_costs_no_password_hash(fresh_server, engine):
     """Refusals answer in far less than one argon2 verification each: the limit comes first."""
     server = fresh_server(GUARDIAN_LOGIN_ADDRESS_BURST="1", GUARDIAN_LOGIN_ADDRESS_PER_MINUTE="0.01")
-    hasher = PasswordHasher()  # the server's parameters (server/staff.py)
+    hasher = PasswordHasher()  # the server's parameters (server/accounts/staff.py)
     stored = hasher.hash(str(uuid.uuid4()))
     started = time.perf_counter()
     for _ in range(5):

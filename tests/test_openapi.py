@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from server.app import create_app
-from server.config import Settings
+from server.core.config import Settings
 from tests import hostile
 from tests.servers import PASSWORD, add_staff, bearer, create_user
 

@@ -5,7 +5,7 @@ import asyncio
 import httpx
 import pytest
 
-from server import ratelimit
+from server.core import ratelimit
 
 BODY = {"name": "Ann Lin", "phone": "+886912345678"}
 

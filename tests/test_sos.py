@@ -9,8 +9,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from server import alerts, alertview, auth, wire
-from server.config import Settings
+from server.accounts import auth
+from server.alerts import service as alerts
+from server.alerts import view as alertview
+from server.core import wire
+from server.core.config import Settings
 from tests.servers import (TAIPEI_101, bearer, connect_phone, create_user, quiet, receive, sos_frame, until_ack,
                            until_type)
 

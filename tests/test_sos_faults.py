@@ -8,9 +8,10 @@ import uuid
 import sqlalchemy as sa
 import websockets
 
-from server import alerts, wire
-from server.auth import Device
-from server.config import Settings
+from server.alerts import service as alerts
+from server.core import wire
+from server.accounts.auth import Device
+from server.core.config import Settings
 from tests.conftest import TEST_ENV
 from tests.proxy import CuttableProxy, port_of, through
 from tests.servers import add_staff, connect_console, connect_phone, create_user, login, quiet, sos_frame, until_type

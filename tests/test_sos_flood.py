@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 from playwright.async_api import expect
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server import alerts, wire
-from server.auth import Device
-from server.config import Settings
-from server.staff import Staff
+from server.alerts import service as alerts
+from server.core import wire
+from server.accounts.auth import Device
+from server.core.config import Settings
+from server.accounts.staff import Staff
 from tests.browser import chromium_page, log_in
 from tests.servers import (add_staff, bearer, connect_console, connect_phone, create_user, login, quiet, sos_frame,
                            until_type)

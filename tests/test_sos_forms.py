@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from server import alertview
+from server.alerts import view as alertview
 from tests.servers import bearer, connect_phone, create_user, sos_frame, until_type
 from tests.test_sos import _note_and_suspect, alert_rows
 

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from server.tasks import Health, OwnedTask
+from server.core.tasks import Health, OwnedTask
 from tests.conftest import TEST_ENV
 from tests.proxy import CuttableProxy, port_of, through
 
@@ -35,7 +35,7 @@ class Flaky(OwnedTask):
 @pytest.mark.no_services
 async def test_a_crashed_owned_task_is_logged_with_its_traceback_and_started_again(caplog):
     flaky = Flaky()
-    with caplog.at_level(logging.ERROR, logger="server.tasks"):
+    with caplog.at_level(logging.ERROR, logger="server.core.tasks"):
         flaky.start()
         await asyncio.sleep(0.2)
         assert flaky.health.problem is not None and "RuntimeError" in flaky.health.problem
@@ -50,7 +50,7 @@ async def test_a_crashed_owned_task_is_logged_with_its_traceback_and_started_aga
 @pytest.mark.no_services
 async def test_an_owned_task_that_ends_by_itself_is_reported_and_started_again(caplog):
     flaky = Flaky(end_instead=True)
-    with caplog.at_level(logging.ERROR, logger="server.tasks"):
+    with caplog.at_level(logging.ERROR, logger="server.core.tasks"):
         flaky.start()
         async with asyncio.timeout(5):
             await flaky.running_again.wait()

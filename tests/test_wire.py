@@ -1,4 +1,4 @@
-"""server.wire: every malformed frame maps to the contract's error code, no services."""
+"""server.core.wire: every malformed frame maps to the contract's error code, no services."""
 
 import math
 from datetime import UTC, datetime
@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 
 from geo import rules
-from server import alerts, fields, jsontext, refusals, wire
+from server.alerts import service as alerts
+from server.core import fields, jsontext, refusals, wire
 from tests import hostile
 
 pytestmark = pytest.mark.no_services

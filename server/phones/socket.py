@@ -1,0 +1,317 @@
+"""The phone socket `/v1/phone`: authenticate, welcome, then pings in and acks out.
+
+The reader (this endpoint's task) decodes and judges frames and queues pings
+for the group commit. It never waits for a commit, nor for room in a full ingest
+queue (such a frame is refused `rate_limited` at once), so an SOS is read at once.
+What goes back to the phone (errors, acks) is drained by a short-lived writer task
+started only when there is something to send, so a slow phone delays only itself
+and an idle phone costs no task.
+
+The ack is cumulative over the device's ledger in this process (shared with its
+`POST /v1/pings` requests) and is re-sent whenever a stored ping settles, a
+duplicate included. A ping PostgreSQL refused at flush time gets its `error`
+before the ack that passes it. When storage loses pings of the stream (a flush
+failed twice), the writer closes with 1011 after the frames already due, and the
+phone resends from the welcome's `acked_seq`.
+"""
+
+import asyncio
+import logging
+import math
+from collections import deque
+
+from fastapi import WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from notifier.hub import Event
+from server.accounts import auth
+from server.alerts import service as alerts
+from server.core import db, errors, refusals, wire
+from server.positions import history
+from server.alerts.view import UNFINISHED
+from server.phones.intake import Intake, open_intake
+from server.phones.ledger import Ledger
+from server.services import Services
+from server.core.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+# Frames waiting for a phone that does not read; past this it is dropped.
+MAX_OUTBOX_FRAMES = 1000
+
+
+class PhoneSession:
+    def __init__(self, websocket: WebSocket, services: Services):
+        self._ws = websocket
+        self._services = services
+        self._outbox: deque[str] = deque()
+        self._writer: asyncio.Task | None = None
+        self._acked_progress = 0
+        self._closing = False
+        self.ledger: Ledger | None = None
+        self._device: auth.Device | None = None
+        # alert id → the status this phone was last told, and whether it was told to report fast.
+        self._told: dict[str, str] = {}
+        self._fast: set[str] = set()
+
+    async def run(self) -> None:
+        await self._ws.accept()
+        intake = None
+        try:
+            try:
+                device = await self._authenticate()
+            except refusals.RateLimited as refusal:  # the phone sends an SOS over `POST /v1/sos` meanwhile
+                await self._ws.close(errors.CLOSE_TRY_AGAIN, refusal.message)
+                return
+            if device is None:
+                await self._ws.close(errors.CLOSE_POLICY, "unauthorized")
+                return
+            async with db.autocommit(self._services.engine) as connection:
+                acked_seq = await history.acked_seq(connection=connection, device_id=device.device_id)
+                intake = await open_intake(connection=connection, services=self._services, device=device,
+                                           acked_seq=acked_seq, on_change=self._kick, on_refused=self._refused,
+                                           in_alert=self._in_alert)
+        except db.STORAGE_ERRORS as error:
+            if intake is not None:  # the connection failed on its way back to the pool
+                intake.close()
+            log.error("phone session cannot start, storage unavailable: %s", db.describe(error))
+            await self._ws.close(errors.CLOSE_UNAVAILABLE, "storage unavailable; retry later")
+            return
+        try:
+            await self._serve(device, acked_seq, intake)
+        finally:
+            intake.close()
+
+    async def _serve(self, device: auth.Device, acked_seq: int, intake: Intake) -> None:
+        self._device = device
+        await self._ws.send_text(
+            wire.encode({"type": "welcome", "user_id": str(device.user_id), "acked_seq": acked_seq})
+        )
+        # One socket per device token in this process: a phone reconnecting over a half-dead
+        # link takes over at once, and a leaked token cannot pile up sockets.
+        sockets = self._services.phone_sockets
+        previous, sockets[device.device_id] = sockets.get(device.device_id), self
+        if previous is not None:
+            await previous.close_replaced()
+        # Only now may the writer run (an ack never precedes the welcome); the ledger may be
+        # shared with a request of this device, so what it owes this socket starts here.
+        self.ledger = intake.ledger
+        self._acked_progress = self.ledger.progress
+        hub = self._services.fanout.hub
+        hub.add_phone(str(device.user_id), self._on_event)
+        for alert_id in self._services.fanout.phone_alerts(str(device.user_id)):
+            self._report_fast(alert_id)
+        try:
+            await self._read(intake)
+        finally:
+            if sockets.get(device.device_id) is self:
+                del sockets[device.device_id]
+            hub.remove_phone(str(device.user_id), self._on_event)
+            self._closing = True
+            await cancel_and_wait(self._writer)
+
+    async def close_replaced(self) -> None:
+        """A newer socket of this device took over: close this one with a code that says so
+        (the phone must not reconnect it); its reader then sees the disconnect and ends."""
+        try:
+            await self._ws.close(errors.CLOSE_REPLACED, "replaced by a newer socket of this device")
+        except (WebSocketDisconnect, RuntimeError, OSError) as error:
+            log.debug("replaced phone socket was already closing: %s", type(error).__name__)
+
+    async def _authenticate(self) -> auth.Device | None:
+        """Bearer header on the upgrade, else a `hello` frame within the hello timeout.
+
+        Raises RateLimited, before any database work, when the token connected more often than
+        its bucket allows (`phone_connect_burst`, then `phone_connects_per_s`)."""
+        token = auth.bearer(self._ws.headers.get("authorization"))
+        if token is None:
+            try:
+                async with asyncio.timeout(self._services.settings.hello_timeout_s):
+                    message = await self._ws.receive()
+            except TimeoutError:
+                return None
+            try:
+                frame = wire.decode_frame(message.get("text") or "")  # binary or a disconnect: no hello
+            except refusals.Refusal:
+                return None
+            if not isinstance(frame, wire.Hello) or not frame.token:
+                return None
+            token = frame.token
+        # Before the lookup, so a reconnect storm on one token costs the others no query; by the
+        # digest, so the buckets never hold a token.
+        key, connects = auth.digest(token), self._services.phone_connects
+        if not connects.take(key):
+            wait_s = math.ceil(connects.retry_after_s(key))
+            raise refusals.RateLimited(f"too many connects of this device token; retry in {wait_s} s",
+                                        retry_after_ms=1000 * wait_s)
+        return await auth.device_for(engine=self._services.engine, token=token)
+
+    async def _read(self, intake: Intake) -> None:
+        max_errors = self._services.settings.max_consecutive_errors
+        consecutive_errors = 0
+        # After a failed ledger the writer closes with 1011 (after the frames before it) and
+        # the reader sees the disconnect.
+        while True:
+            message = await self._ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            try:
+                frame = self._decode(message)
+                if isinstance(frame, wire.Sos | wire.SosCancel):
+                    await self._alert_frame(frame, intake)
+                    consecutive_errors = 0
+                    continue
+                self._take(intake, frame)
+            except refusals.Refusal as refusal:
+                self._send(wire.encode(refusal.frame()))
+                if isinstance(refusal, refusals.RateLimited):
+                    continue  # not garbage: the phone resends later (a full server sheds this way)
+                consecutive_errors += 1
+                if consecutive_errors >= max_errors:
+                    await self._ws.close(errors.CLOSE_POLICY, "too many refused frames")
+                    return
+                continue
+            consecutive_errors = 0
+
+    @staticmethod
+    def _decode(message: dict):
+        text = message.get("text")
+        if text is None:
+            # An SOS is never refused for its form (DESIGN rule 3), not even sent as binary.
+            sos = wire.salvage_sos(message.get("bytes") or b"")
+            if sos is not None:
+                return sos
+            raise refusals.BadJson("frames must be JSON text, not binary")
+        return wire.decode_frame(text)
+
+    def _take(self, intake: Intake, frame) -> None:
+        if self.ledger.failed and isinstance(frame, wire.Ping | wire.Batch):
+            return  # the writer is closing with 1011: the phone resends these from acked_seq
+        if isinstance(frame, wire.Ping):
+            refusals = intake.take((frame,))
+        elif isinstance(frame, wire.Batch):
+            refusals = intake.take(frame.pings)
+        else:
+            raise refusals.Conflict("already authenticated", field="type")
+        for refusal in refusals:
+            self._send(wire.encode(refusal.frame()))
+
+    async def _alert_frame(self, frame: wire.Sos | wire.SosCancel, intake: Intake) -> None:
+        """An SOS or a cancel: its own transaction, not queued behind the pings (DESIGN rule 3).
+
+        Raises refusals.Refusal for a refusal; a storage failure is answered `unavailable`, never
+        with a false `sos_ack`, and the phone retries with the same sos_id."""
+        services = self._services
+        try:
+            if isinstance(frame, wire.Sos):
+                raised = await alerts.raise_alert(engine=services.alert_engine, settings=services.settings,
+                                                  device=self._device, sos=frame, last_fix=intake.previous,
+                                                  relay=services.relay)
+            else:
+                alert_id = await alerts.cancel(engine=services.alert_engine, settings=services.settings,
+                                               user_id=self._device.user_id, alert_id=frame.alert_id, pin=frame.pin,
+                                               relay=services.relay)
+        except refusals.Refusal:
+            raise
+        except Exception as error:
+            # Storage, or a defect: either way the phone must hear that this SOS (or cancel) is
+            # not done, so that it retries with the same frame, and the socket stays open. A
+            # defect is logged with its traceback (which quotes no frame: no coordinate, no PIN).
+            if isinstance(error, db.STORAGE_ERRORS):
+                log.error("SOS frame not committed, storage unavailable: %s", db.describe(error))
+            else:
+                log.exception("SOS frame failed before its answer; the phone retries")
+            refusal = {"type": "error", "code": "unavailable", "message": "not stored; retry with the same frame"}
+            if isinstance(frame, wire.Sos):
+                refusal["sos_id"] = frame.sos_id
+            self._send(wire.encode(refusal))
+            return
+        if isinstance(frame, wire.Sos):
+            self._told[str(raised.alert_id)] = raised.phone_status
+            self._send(wire.encode(raised.frame()))
+            if raised.phone_status in UNFINISHED:
+                self._report_fast(str(raised.alert_id))
+        else:
+            # Both PINs get these same frames, at once and in this order, and nothing about this
+            # alert after them (DESIGN, duress): whoever holds the phone cannot tell which was used.
+            self._told[str(alert_id)] = "cancelled"
+            self._send(wire.encode({"type": "alert_status", "alert_id": str(alert_id), "status": "cancelled"}))
+            self._report_slow(str(alert_id))
+
+    def _in_alert(self) -> bool:
+        """Whether this user has an unfinished alert (after a duress cancel too, though the phone was
+        told otherwise): its pings are never shed. From the fan-out, which hears every process's
+        alerts, or this phone's own SOS that the fan-out may not have heard of yet."""
+        return self._services.fanout.in_alert(str(self._device.user_id)) or bool(self._fast)
+
+    def _report_fast(self, alert_id: str) -> None:
+        if alert_id not in self._fast:
+            self._fast.add(alert_id)
+            self._send(wire.encode({"type": "report_interval",
+                                    "interval_s": self._services.settings.sos_report_interval_s,
+                                    "alert_id": alert_id}))
+
+    def _report_slow(self, alert_id: str) -> None:
+        if alert_id in self._fast:
+            self._fast.discard(alert_id)
+            self._send(wire.encode({"type": "report_interval", "interval_s": None, "alert_id": alert_id}))
+
+    def _on_event(self, event: Event) -> None:
+        """What the dispatchers did to this user's alert (from the hub), as the phone may hear it:
+        by its phone status, which a duress cancel leaves at `cancelled` whatever follows.
+        `cancelled` itself is only ever told in answer to the phone's own cancel."""
+        if event.type == "alert_location" or self._closing:
+            return
+        alert = event.frame["alert"]
+        status = event.phone_status
+        if status is not None and status != "cancelled" and self._told.get(event.alert_id) != status:
+            self._told[event.alert_id] = status
+            frame = {"type": "alert_status", "alert_id": event.alert_id, "status": status}
+            by = alert.get("resolved_by") if status == "resolved" else alert.get("acknowledged_by")
+            if by and status in ("acknowledged", "resolved"):
+                frame["by"] = by
+            self._send(wire.encode(frame))
+        if status in UNFINISHED:
+            self._report_fast(event.alert_id)
+        else:
+            self._report_slow(event.alert_id)
+
+    def _refused(self, refusal: refusals.Refusal) -> None:
+        """A queued ping that PostgreSQL refused: its error goes out before the ack passing it."""
+        self._send(wire.encode(refusal.frame()))
+
+    def _send(self, text: str) -> None:
+        self._outbox.append(text)
+        self._kick()
+
+    def _kick(self) -> None:
+        """Something to send (a frame, a moved ack, a failed ledger): make sure a writer runs."""
+        if self._closing or self.ledger is None or (self._writer is not None and not self._writer.done()):
+            return
+        self._writer = asyncio.create_task(self._drain(), name="phone-writer")
+
+    async def _drain(self) -> None:
+        try:
+            while True:
+                if len(self._outbox) > MAX_OUTBOX_FRAMES:
+                    await self._ws.close(errors.CLOSE_POLICY, "not reading its frames")
+                    return
+                if self._outbox:
+                    await self._ws.send_text(self._outbox.popleft())
+                elif self.ledger.progress != self._acked_progress:
+                    # Due even if the seq did not move: a duplicate or a resent ping was stored.
+                    self._acked_progress = self.ledger.progress
+                    await self._ws.send_text(wire.ack(self.ledger.acked_seq))
+                elif self.ledger.failed:
+                    await self._ws.close(errors.CLOSE_UNAVAILABLE, "storage unavailable; resend from acked_seq")
+                    return
+                else:
+                    return
+        except (WebSocketDisconnect, RuntimeError, OSError) as error:
+            # The phone went away mid-send; the reader sees the disconnect and ends the session.
+            if self._ws.client_state != WebSocketState.DISCONNECTED:
+                log.debug("phone writer stopped: %s", type(error).__name__)
+
+
+async def endpoint(websocket: WebSocket) -> None:
+    await PhoneSession(websocket, websocket.app.state.services).run()
