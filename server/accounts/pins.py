@@ -11,8 +11,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server.alerts.view import UNFINISHED
-from server.core.tables import alerts, pins
+from server.core.tables import ALERT_UNFINISHED, alerts, pins
 from server.core import refusals
 
 _hasher = PasswordHasher()
@@ -74,7 +73,7 @@ async def _change(*, connection: AsyncConnection, user_id: uuid.UUID, pin: str, 
     row = (await connection.execute(sa.select(pins.c.user_id).where(pins.c.user_id == user_id)
                                     .with_for_update())).first()
     unfinished = await connection.scalar(sa.select(sa.func.count()).select_from(alerts).where(
-        alerts.c.user_id == user_id, alerts.c.phone_status.in_(UNFINISHED)))
+        alerts.c.user_id == user_id, alerts.c.phone_status.in_(ALERT_UNFINISHED)))
     if unfinished:
         raise refusals.Conflict("the PINs cannot change while you have an unfinished alert")
     if row is None:

@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.core import wire
 from server.accounts.staff import Staff
-from server.core.tables import alert_notes, alerts, audit_reads, pings, precincts, users
+from server.core.tables import ALERT_UNFINISHED, alert_notes, alerts, audit_reads, pings, precincts, users
 
 log = logging.getLogger(__name__)
 
-UNFINISHED = ("open", "acknowledged")
+UNFINISHED = ALERT_UNFINISHED
 # No end yet: the track of an unfinished alert is bounded by nothing but the present.
 NO_END = sa.literal_column("'infinity'::timestamptz", sa.DateTime(timezone=True))
 # The track shown with an alert starts this long before the SOS.

@@ -21,6 +21,7 @@ frames (`alerts`, `more`) follow until one says `"more": false`; no frame exceed
 1 MiB that common websocket clients accept by default.
 """
 
+from typing import TYPE_CHECKING
 import asyncio
 import logging
 import time
@@ -35,7 +36,9 @@ from server.accounts import staff
 from server.alerts import service as alerts
 from server.alerts import view as alertview
 from server.core import db, errors, fields, jsontext, refusals, wire
-from server.services import Services
+
+if TYPE_CHECKING:  # the lifespan's bag of services is built above every domain
+    from server.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,7 @@ def snapshot_frames(alerts_shown: list[dict], *, max_bytes: int = SNAPSHOT_FRAME
 
 
 class ConsoleSession:
-    def __init__(self, websocket: WebSocket, services: Services, member: staff.Staff):
+    def __init__(self, websocket: WebSocket, services: "Services", member: staff.Staff):
         self._ws = websocket
         self._services = services
         self._member = member
@@ -232,7 +235,7 @@ class ConsoleSession:
 
 async def endpoint(websocket: WebSocket) -> None:
     """Refuses (HTTP 403, before accept) a bad Origin, no session, or an officer."""
-    services: Services = websocket.app.state.services
+    services: "Services" = websocket.app.state.services
     if websocket.headers.get("origin") not in services.settings.console_origins:
         await websocket.close(errors.CLOSE_POLICY, "origin not allowed")
         return

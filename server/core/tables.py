@@ -151,6 +151,9 @@ push_tokens = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
+# The statuses of an alert that is not over: dispatchers still follow it.
+ALERT_UNFINISHED = ("open", "acknowledged")
+
 alerts = sa.Table(
     "alerts",
     metadata,

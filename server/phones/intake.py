@@ -10,6 +10,7 @@ flush time is answered through `on_refused`, before the ack that passes it.
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from typing import TYPE_CHECKING
 import msgspec
 
 from geo import rules
@@ -22,7 +23,9 @@ from server.accounts.auth import Device
 from server.phones.ingest import Ingest, Item
 from server.phones.ledger import Entry, Ledger
 from server.core.ratelimit import RateLimiter
-from server.services import Services
+
+if TYPE_CHECKING:  # the lifespan's bag of services is built above every domain
+    from server.services import Services
 
 
 class Intake:
@@ -142,7 +145,7 @@ class Intake:
         )
 
 
-async def open_intake(*, connection: AsyncConnection, services: Services, device: Device, acked_seq: int,
+async def open_intake(*, connection: AsyncConnection, services: "Services", device: Device, acked_seq: int,
                       on_change: Callable[[], None], on_refused: Callable[[refusals.Refusal], None],
                       in_alert: Callable[[], bool] | None = None) -> "Intake":
     """The intake of one device, judging its next fixes against its last plausible one, on

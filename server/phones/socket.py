@@ -15,6 +15,7 @@ failed twice), the writer closes with 1011 after the frames already due, and the
 phone resends from the welcome's `acked_seq`.
 """
 
+from typing import TYPE_CHECKING
 import asyncio
 import logging
 import math
@@ -31,8 +32,10 @@ from server.positions import history
 from server.alerts.view import UNFINISHED
 from server.phones.intake import Intake, open_intake
 from server.phones.ledger import Ledger
-from server.services import Services
 from server.core.tasks import cancel_and_wait
+
+if TYPE_CHECKING:  # the lifespan's bag of services is built above every domain
+    from server.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ MAX_OUTBOX_FRAMES = 1000
 
 
 class PhoneSession:
-    def __init__(self, websocket: WebSocket, services: Services):
+    def __init__(self, websocket: WebSocket, services: "Services"):
         self._ws = websocket
         self._services = services
         self._outbox: deque[str] = deque()
