@@ -31,7 +31,7 @@ TEST_ENV = {
     "GUARDIAN_LOGIN_USERNAME_BURST": "1000000",
 }
 # Everything but the jurisdictions, which the session loads once (the Taipei demo).
-TABLES = ("outbox", "audit_reads", "officer_positions", "alert_notes", "sos_repeats", "alerts", "pins", "contacts",
+TABLES = ("trip_events", "shares", "trips", "outbox", "audit_reads", "officer_positions", "alert_notes", "sos_repeats", "alerts", "pins", "contacts",
           "push_tokens", "staff_sessions", "staff", "pings", "last_locations", "devices", "users")
 
 

@@ -7,6 +7,7 @@ from sqlalchemy.dialects import postgresql as pg
 metadata = sa.MetaData()
 
 POINT = Geometry("POINT", srid=4326, spatial_index=False)
+LINE = Geometry("LINESTRING", srid=4326, spatial_index=False)
 
 users = sa.Table(
     "users",
@@ -192,6 +193,9 @@ alerts = sa.Table(
     # SOS of the user that joined this alert (sos_repeats) because the user already had the most
     # unfinished alerts allowed: one alert on the console with its count, not a queue buried.
     sa.Column("repeats", sa.Integer, nullable=False, server_default="0"),
+    # The trip the user was on when the alert was raised: its context for the police (no FK: trips
+    # are created after alerts in the schema; the trip names its alert).
+    sa.Column("trip_id", pg.UUID(as_uuid=True)),
     sa.UniqueConstraint("user_id", "sos_id", name="alerts_user_sos"),
     sa.Index("alerts_unfinished", "status", postgresql_where=sa.text("status IN ('open', 'acknowledged')")),
     # The cap on a user's unfinished alerts is checked by every SOS: a lookup of those rows only.
@@ -268,4 +272,73 @@ officer_positions = sa.Table(
               primary_key=True),
     sa.Column("location", POINT, nullable=False),
     sa.Column("reported_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+
+# The statuses of a trip that is not over: its timers run, its watchers follow it.
+TRIP_UNFINISHED = ("active", "overdue", "alert")
+
+# A taxi ride, a hike or a walk. At most one unfinished per user (a partial unique index).
+# Its timers run from these columns, under row locks (`trips.timers`): `due_at` is when it
+# becomes overdue, `answer_by` the deadline of the `are_you_safe` it was then asked.
+trips = sa.Table(
+    "trips",
+    metadata,
+    sa.Column("trip_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("user_id", pg.UUID(as_uuid=True), sa.ForeignKey("users.user_id"), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # taxi, hike, walk
+    sa.Column("status", sa.Text, nullable=False, server_default="active"),  # active, overdue, alert, arrived, ended
+    sa.Column("plate", sa.Text),
+    sa.Column("driver_name", sa.Text),
+    sa.Column("vehicle", pg.JSONB),  # {"make", "colour"}
+    sa.Column("destination", POINT),
+    sa.Column("planned_route", LINE),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("eta", sa.DateTime(timezone=True)),
+    sa.Column("expected_return", sa.DateTime(timezone=True)),
+    sa.Column("due_at", sa.DateTime(timezone=True)),
+    sa.Column("answer_by", sa.DateTime(timezone=True)),
+    # The alert raised during this trip (an SOS, a duress PIN, no answer in time).
+    sa.Column("alert_id", pg.UUID(as_uuid=True), sa.ForeignKey("alerts.alert_id")),
+    # Since when the phone has stayed within the arrival radius of the destination.
+    sa.Column("near_destination_since", sa.DateTime(timezone=True)),
+    sa.Column("off_route", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("off_route_fixes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("kind IN ('taxi', 'hike', 'walk')", name="trips_kind"),
+    sa.CheckConstraint("status IN ('active', 'overdue', 'alert', 'arrived', 'ended')", name="trips_status"),
+    sa.Index("trips_one_unfinished_per_user", "user_id", unique=True,
+             postgresql_where=sa.text("status IN ('active', 'overdue', 'alert')")),
+    sa.Index("trips_user_started", "user_id", "started_at"),
+    sa.Index("trips_due", "due_at", postgresql_where=sa.text("status = 'active'")),
+    sa.Index("trips_answer_by", "answer_by", postgresql_where=sa.text("status = 'overdue'")),
+)
+
+# A watcher's link to one trip. Only the SHA-256 of the token is kept (tokens are 256 random bits).
+shares = sa.Table(
+    "shares",
+    metadata,
+    sa.Column("share_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("trip_id", pg.UUID(as_uuid=True), sa.ForeignKey("trips.trip_id"), nullable=False, index=True),
+    sa.Column("token_sha256", sa.LargeBinary(32), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+# The trips' outbox: what is still to be delivered for a step of a trip's timers (the push to
+# emergency contacts when a trip is overdue), committed with the step itself.
+trip_events = sa.Table(
+    "trip_events",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("trip_id", pg.UUID(as_uuid=True), sa.ForeignKey("trips.trip_id"), nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),  # overdue, ...
+    sa.Column("channel", sa.Text, nullable=False),  # push
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("due_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("done_at", sa.DateTime(timezone=True)),
+    sa.Index("trip_events_due", "channel", "due_at", postgresql_where=sa.text("done_at IS NULL")),
 )
