@@ -6,6 +6,7 @@ spans 50 km is within 0.1 % of the spherical one (tests/test_route.py), where an
 equirectangular projection would be off by up to a percent at high latitudes.
 """
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ LatLon = tuple[float, float]
 class Projection:
     """Spherical azimuthal-equidistant projection about (lat0, lon0); x east, y north, metres."""
 
-    __slots__ = ("lat0", "lon0", "_lat0_rad", "_lon0_rad", "_sin0", "_cos0")
+    __slots__ = ("_cos0", "_lat0_rad", "_lon0_rad", "_sin0", "lat0", "lon0")
 
     def __init__(self, lat0: float, lon0: float):
         self.lat0, self.lon0 = lat0, lon0
@@ -91,7 +92,7 @@ class Route:
     sphere of `geo.distance`, to within about 0.1 % for fixes within 50 km of the route.
     """
 
-    __slots__ = ("vertices", "projection", "line_m", "_segments_m")
+    __slots__ = ("_segments_m", "line_m", "projection", "vertices")
 
     def __init__(self, vertices: Sequence[LatLon]):
         _check_vertices(vertices)
@@ -101,7 +102,7 @@ class Route:
         # The whole line, unprepared: for simplification and as the benchmark's plain baseline.
         self.line_m = shapely.LineString(points_m)
         # One tree leaf per segment: a query visits a few leaves near the fix, not all of them.
-        self._segments_m = shapely.STRtree(shapely.linestrings(list(zip(points_m, points_m[1:]))))
+        self._segments_m = shapely.STRtree(shapely.linestrings(list(itertools.pairwise(points_m))))
 
     def distance_m(self, lat: float, lon: float) -> float:
         """Metres from (lat, lon) to the nearest point of the route. Precondition: finite degrees."""

@@ -1,5 +1,6 @@
 """geo.route: distance to a planned route, its simplification, the off-route rule, GeoJSON routes."""
 
+import itertools
 import math
 import random
 
@@ -46,7 +47,7 @@ def arc_distance_m(fix, a, b) -> float:
 
 
 def reference_m(fix, vertices) -> float:
-    return min(arc_distance_m(fix, a, b) for a, b in zip(vertices, vertices[1:]))
+    return min(arc_distance_m(fix, a, b) for a, b in itertools.pairwise(vertices))
 
 
 def offset(lat: float, lon: float, east_m: float, north_m: float) -> tuple[float, float]:
@@ -144,7 +145,10 @@ def test_simplify_drops_the_jitter_of_a_straight_walk_and_keeps_a_loop_a_loop():
 FAR, NEAR = 500.0, 50.0
 
 
-def run(steps, limits=OffRouteLimits()):
+DEFAULT_LIMITS = OffRouteLimits()
+
+
+def run(steps, limits=DEFAULT_LIMITS):
     """(distance_m, plausible) steps → the turns they made, one per step."""
     state, turns = OffRoute(), []
     for distance_m, plausible in steps:
