@@ -1,11 +1,11 @@
-"""`python -m load ...`: the phone fleet, the baseline server and the standard benchmark."""
+"""`python -m load ...`: the phone fleet, the baseline server, the standard benchmark and the off-route check."""
 
 import asyncio
 import json
 
 import typer
 
-from load import bench, fleet, idle
+from load import bench, fleet, idle, offroute
 from load.stats import table
 
 cli = typer.Typer(help="Simulated phones against a running Guardian server.", no_args_is_help=True)
@@ -62,6 +62,18 @@ def run_bench(
 ) -> None:
     """The standard scenarios, each beside the baseline in the same run."""
     bench.run_bench(duration_s=duration, idle_phones=idle_phones, procs=procs, only=only)
+
+
+@cli.command("offroute")
+def run_offroute(
+    vertices: int = typer.Option(5_000, help="Vertices of the planned route."),
+    fixes: int = typer.Option(100_000, help="Fixes measured."),
+    length_km: float = typer.Option(20.0, help="Length of the route."),
+    seed: int = typer.Option(1, help="Seed of the route and the fixes."),
+    budget: float = typer.Option(60.0, help="Seconds at most: fewer fixes are measured past it."),
+) -> None:
+    """Per-fix cost of the off-route distance beside a plain shapely distance, one process, no server."""
+    offroute.run_offroute(vertices=vertices, fixes=fixes, length_m=length_km * 1000, seed=seed, budget_s=budget)
 
 
 cli()
