@@ -87,6 +87,21 @@ class Settings(BaseSettings):
     escalate_after_s: float = 60.0
     escalate_again_after_s: float = 120.0
     sweep_interval_s: float = 1.0
+    # Trips (issue 10). A ride past its ETA plus the grace, or a hike past its expected return, is
+    # overdue: the phone is asked `are_you_safe` and has trip_answer_s to answer `safe` with its PIN
+    # before a police alert is raised. `safe` without `extend_s` extends the trip by the grace.
+    trip_grace_s: float = 600.0
+    trip_answer_s: float = 600.0
+    trip_max_extend_s: float = 24 * 3600.0
+    # A ride ends by itself once the phone stays this close to the destination this long.
+    trip_arrival_radius_m: float = 100.0
+    trip_arrival_dwell_s: float = 60.0
+    # A hiker this far from the planned route for this many consecutive plausible fixes is off route.
+    trip_off_route_m: float = 200.0
+    trip_off_route_fixes: int = 3
+    # Share links: by default valid until the trip's end plus share_after_end_s, never past share_max_s.
+    share_after_end_s: float = 3600.0
+    share_max_s: float = 24 * 3600.0
     outbox_lease_s: float = 30.0
     pin_max_failures: int = 5
     pin_lockout_s: float = 300.0

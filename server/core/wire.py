@@ -84,13 +84,46 @@ class SosCancel(msgspec.Struct, tag="sos_cancel", tag_field="type"):
     pin: str
 
 
-PhoneFrame = Ping | Batch | Hello | Sos | SosCancel
-PHONE_FRAME_TYPES = {"ping", "batch", "hello", "sos", "sos_cancel"}
+class TripFields(msgspec.Struct):
+    """A check-in without its `type` (the JSON body of `POST /v1/trips`); `trips.checkin` judges it."""
+
+    kind: str
+    plate: str | None = None
+    driver_name: str | None = None
+    vehicle: dict | None = None  # {"make", "colour"}
+    destination: dict | None = None  # {"lat", "lon"}
+    eta: int | str | None = None
+    planned_route: object = None  # a GeoJSON LineString
+    expected_return: int | str | None = None
+    # Start this trip even though another is unfinished: that one is ended, explicitly.
+    replace: bool = False
+
+
+class TripStart(TripFields, tag="trip_start", tag_field="type"):
+    pass
+
+
+class TripEnd(msgspec.Struct, tag="trip_end", tag_field="type"):
+    trip_id: str
+
+
+class Safe(msgspec.Struct, tag="safe", tag_field="type"):
+    """The answer to `are_you_safe`: the user's PIN, and optionally how long to extend the trip."""
+
+    trip_id: str
+    pin: str
+    extend_s: int | None = None
+
+
+PhoneFrame = Ping | Batch | Hello | Sos | SosCancel | TripStart | TripEnd | Safe
+PHONE_FRAME_TYPES = {"ping", "batch", "hello", "sos", "sos_cancel", "trip_start", "trip_end", "safe"}
+TRIP_FRAMES = (TripStart, TripEnd, Safe)
 
 _frame_decoder = msgspec.json.Decoder(PhoneFrame)
 _ping_decoder = msgspec.json.Decoder(PingFields)
 _http_batch_decoder = msgspec.json.Decoder(HttpBatch | list[msgspec.Raw])
 _sos_decoder = msgspec.json.Decoder(SosFields)
+_trip_decoder = msgspec.json.Decoder(TripFields)
 _encoder = msgspec.json.Encoder()
 
 
@@ -114,7 +147,7 @@ def seq_of(ping: "PingFields | msgspec.Raw | bytes | str") -> int | None:
     return seq if type(seq) is int and 0 <= seq <= MAX_SEQ else None
 
 
-def decode_frame(raw: bytes | str) -> Ping | Batch | Hello | Sos | SosCancel:
+def decode_frame(raw: bytes | str) -> PhoneFrame:
     """Parse one phone frame. Raises refusals.Refusal with the contract's code.
 
     An SOS is never refused for a bad fix (DESIGN rule 3): one whose fields are wrong,
@@ -126,7 +159,7 @@ def decode_frame(raw: bytes | str) -> Ping | Batch | Hello | Sos | SosCancel:
         return _decode_frame(jsontext.shallow(raw))
 
 
-def _decode_frame(raw: bytes | str) -> Ping | Batch | Hello | Sos | SosCancel:
+def _decode_frame(raw: bytes | str) -> PhoneFrame:
     try:
         frame = _frame_decoder.decode(raw)
     except msgspec.ValidationError as error:  # a subclass of DecodeError: catch it first
@@ -252,6 +285,19 @@ def _decode_sos(raw: bytes | str) -> SosFields:
     if sos is None:
         raise refusal
     return sos
+
+
+def decode_trip(raw: bytes | str) -> TripFields:
+    """The JSON body of `POST /v1/trips` (a `trip_start` without `type`). Raises refusals.Refusal."""
+    try:
+        try:
+            return _trip_decoder.decode(raw)
+        except RecursionError:
+            return _trip_decoder.decode(jsontext.shallow(raw))
+    except msgspec.ValidationError as error:  # a subclass of DecodeError: catch it first
+        raise refusals.InvalidField(str(error), field=jsontext.field_of(error)) from None
+    except msgspec.DecodeError as error:
+        raise refusals.BadJson(f"not valid JSON: {error}") from None
 
 
 def parse_time(value: int | str, *, field: str = "ts", seq: int | None = None) -> datetime:
