@@ -21,6 +21,7 @@ from server.positions import hotstate
 from server.positions import routes as locations
 from server.console.auditlog import AuditLog
 from server.core.bodysize import BodyLimit
+from server.trips import routes as trip_routes
 from server.core.config import Settings
 from server.alerts.fanout import Fanout
 from server.phones.ingest import Ingest
@@ -111,7 +112,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Guardian", version="1", lifespan=lifespan)
     errors.install(app)
     # Every HTTP body, the contract's frame limit, before any route or dependency reads it.
-    app.add_middleware(BodyLimit, max_body_bytes=settings.max_frame_bytes)
+    app.add_middleware(BodyLimit, max_body_bytes=settings.max_frame_bytes,
+                       uploads={("POST", "/v1/trips"): settings.max_upload_bytes})
     openapi.install(app)
 
     async def storage_unavailable(request, error: Exception) -> JSONResponse:
@@ -123,7 +125,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     for storage_error in db.STORAGE_ERRORS:
         app.add_exception_handler(storage_error, storage_unavailable)
-    for router in (users.router, pings.router, locations.router, sosroute.router, me.router, desk.router):
+    for router in (users.router, pings.router, locations.router, sosroute.router, me.router, desk.router,
+                   trip_routes.router):
         app.include_router(router)
     app.add_api_websocket_route("/v1/phone", phone.endpoint)
     app.add_api_websocket_route("/v1/console", console.endpoint)

@@ -38,3 +38,5 @@ class Services:
     health: list[Health]
     # device id → its one phone socket in this process (`phone.PhoneSession`); a new one replaces it.
     phone_sockets: dict = field(default_factory=dict)
+    # Told of every trip change committed here (`trips.service.Listener`): phones and watchers hear it.
+    trip_feed: object = None

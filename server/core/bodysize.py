@@ -27,26 +27,30 @@ from server.core import errors, refusals
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int):
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, uploads: dict[tuple[str, str], int] | None = None):
+        """`uploads`: (method, path) → a larger bound for the few routes that take a file."""
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.uploads = uploads or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        bound = self.uploads.get((scope["method"], scope["path"]), self.max_body_bytes)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_body_bytes:
-            await _refuse(scope, send, max_body_bytes=self.max_body_bytes)
+        if declared is not None and declared > bound:
+            await _refuse(scope, send, max_body_bytes=bound)
             return
-        await _CountedRequest(self, scope, receive, send).run()
+        await _CountedRequest(self, scope, receive, send, bound).run()
 
 
 class _CountedRequest:
     """One request whose body is counted as the app reads it."""
 
-    def __init__(self, limit: BodyLimit, scope: Scope, receive: Receive, send: Send):
+    def __init__(self, limit: BodyLimit, scope: Scope, receive: Receive, send: Send, bound: int):
         self.limit, self.scope, self._receive, self._send = limit, scope, receive, send
+        self.bound = bound
         self.received_bytes = 0
         self.response_started = False
         self.refused = False
@@ -65,10 +69,10 @@ class _CountedRequest:
         message = await self._receive()
         if message["type"] == "http.request":
             self.received_bytes += len(message.get("body", b""))
-            if self.received_bytes > self.limit.max_body_bytes:
+            if self.received_bytes > self.bound:
                 self.refused = True
                 if not self.response_started:
-                    await _refuse(self.scope, self._send, max_body_bytes=self.limit.max_body_bytes)
+                    await _refuse(self.scope, self._send, max_body_bytes=self.bound)
                 return await _gone()
         return message
 

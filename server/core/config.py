@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     max_pending_per_address: int = 256
     hello_timeout_s: float = 5.0
     max_frame_bytes: int = 64 * 1024
+    # `POST /v1/trips` with a planned route file (GPX or GeoJSON, at most 5 MiB) and its multipart framing.
+    max_upload_bytes: int = 6 * 1024 * 1024
     max_batch_pings: int = 1000
     keepalive_interval_s: float = 20.0
     keepalive_timeout_s: float = 20.0

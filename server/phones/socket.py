@@ -27,6 +27,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from notifier.hub import Event
 from server.accounts import auth
 from server.alerts import service as alerts
+from server.trips import frames as trip_frames
 from server.core import db, errors, refusals, wire
 from server.positions import history
 from server.alerts.view import UNFINISHED
@@ -164,6 +165,10 @@ class PhoneSession:
                     await self._alert_frame(frame, intake)
                     consecutive_errors = 0
                     continue
+                if isinstance(frame, wire.TRIP_FRAMES):
+                    await self._trip_frame(frame)
+                    consecutive_errors = 0
+                    continue
                 self._take(intake, frame)
             except refusals.Refusal as refusal:
                 self._send(wire.encode(refusal.frame()))
@@ -240,6 +245,16 @@ class PhoneSession:
             self._told[str(alert_id)] = "cancelled"
             self._send(wire.encode({"type": "alert_status", "alert_id": str(alert_id), "status": "cancelled"}))
             self._report_slow(str(alert_id))
+
+    async def _trip_frame(self, frame) -> None:
+        """A trip frame: answered on its own transaction, not queued behind the pings. Raises
+        refusals.Refusal; a storage failure is answered `unavailable` (resend the frame)."""
+        try:
+            answer = await trip_frames.answer(frame, services=self._services, device=self._device)
+        except db.STORAGE_ERRORS as error:
+            log.error("trip frame not committed, storage unavailable: %s", db.describe(error))
+            raise refusals.Unavailable("not stored; resend the frame") from None
+        self._send(wire.encode(answer))
 
     def _in_alert(self) -> bool:
         """Whether this user has an unfinished alert (after a duress cancel too, though the phone was
