@@ -67,6 +67,22 @@ def sos_fields() -> dict[str, str]:
             "acc": "8.0", "note": '"help"'}
 
 
+def trip_fields() -> dict[str, str]:
+    """A taxi check-in that replaces whatever trip runs, so every valid one is answered `trip_started`."""
+    eta = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1800))
+    return {"kind": '"taxi"', "plate": '"ABC-1234"', "driver_name": '"Chen Wei"',
+            "vehicle": '{"make":"Toyota","colour":"yellow"}', "destination": '{"lat":25.04,"lon":121.51}',
+            "eta": _quoted(eta), "replace": "true",
+            "planned_route": '{"type":"LineString","coordinates":[[121.5,25.0],[121.51,25.01]]}'}
+
+
+TRIP_FRAMES = {
+    "trip_start": trip_fields,
+    "trip_end": lambda: {"trip_id": _quoted(str(uuid.uuid4()))},
+    "safe": lambda: {"trip_id": _quoted(str(uuid.uuid4())), "pin": '"1234"', "extend_s": "600"},
+}
+
+
 def text_of(fields: dict[str, str]) -> str:
     """A JSON object from (key, JSON text) pairs; a key may repeat (`key#2` is `key` again)."""
     return "{" + ",".join(f"{_quoted(key.split('#')[0])}:{value}" for key, value in fields.items()) + "}"
@@ -93,7 +109,7 @@ def with_type(kind: str, fields: dict[str, str]) -> dict[str, str]:
     return {"type": _quoted(kind), **fields}
 
 
-KINDS = ("ping", "batch", "sos", "sos_cancel", "hello")
+KINDS = ("ping", "batch", "sos", "sos_cancel", "hello", *TRIP_FRAMES)
 
 
 @st.composite
@@ -106,7 +122,7 @@ def phone_frames(draw, seq: int = 1) -> tuple[str, str, str]:
         return f'{{"type":"batch","pings":[{ping}]}}', kind, name
     fields = {"ping": lambda: ping_fields(seq), "sos": sos_fields,
               "sos_cancel": lambda: {"alert_id": _quoted(str(uuid.uuid4())), "pin": '"1234"'},
-              "hello": lambda: {"token": '"not-a-token"'}}[kind]()
+              "hello": lambda: {"token": '"not-a-token"'}, **TRIP_FRAMES}[kind]()
     text, name = draw(spoiled(with_type(kind, fields)))
     return text, kind, name
 
@@ -133,7 +149,10 @@ def phone_sweep(seqs):
               "batch": lambda: ping_fields(next(seqs)),
               "sos": lambda: with_type("sos", sos_fields()),
               "sos_cancel": lambda: with_type("sos_cancel", {"alert_id": _quoted(str(uuid.uuid4())), "pin": '"1234"'}),
-              "hello": lambda: with_type("hello", {"token": '"not-a-token"'})}
+              "hello": lambda: with_type("hello", {"token": '"not-a-token"'}),
+              **{kind: (lambda kind=kind, make=make: with_type(kind, make())) for kind, make in TRIP_FRAMES.items()}}
     for kind, make_fields in makers.items():
-        for text, name in sweep(make_fields, SHARP if kind == "sos" else BOUNDARY):
+        # An SOS or a check-in commits: fewer values, so the sweep stays within its time on a busy machine.
+        values = {"sos": SHARP, "trip_start": FEW}.get(kind, BOUNDARY)
+        for text, name in sweep(make_fields, values):
             yield (f'{{"type":"batch","pings":[{text}]}}' if kind == "batch" else text), kind, name

@@ -26,7 +26,8 @@ from tests.servers import PASSWORD, add_staff, bearer, create_user
 from tests.witness import LoggedServer, SteadyPhone
 
 CONTRACT_CODES = set(HTTP_STATUS) - {"unavailable"}
-PHONE_FRAMES = {"ack", "error", "sos_ack", "alert_status", "report_interval"}
+PHONE_FRAMES = {"ack", "error", "sos_ack", "alert_status", "report_interval", "trip_started", "trip_ended",
+                "trip_status", "are_you_safe", "trip_arrived"}
 CONSOLE_FRAMES = {"done", "error", "alert_opened", "alert_updated", "alert_location"}
 # The steady phone's usual ack latency is a few ms (a flush every 5 ms); the machine is shared,
 # so the bound is generous, yet far below the seconds a stalled or crashed ingest would show.
@@ -152,10 +153,11 @@ SURFACES = {
                  lambda text: f'{{"contacts":[{text}]}}', True),
     "pins": ("PUT", "/v1/me/pins", lambda: {"pin": '"1234"', "duress_pin": '"9876"'}, str, True),
     "push": ("POST", "/v1/me/push-token", lambda: {"fcm_token": '"' + "t" * 40 + '"'}, str, True),
+    "trips": ("POST", "/v1/trips", hostile.trip_fields, str, True),
     "login": ("POST", "/v1/console/login", lambda: {"username": '"nobody"', "password": '"wrong"'}, str, False),
 }
 
-SWEPT = {"sos": (hostile.FEW, True), "pins": (hostile.SHARP, False), "login": (hostile.SHARP, False)}
+SWEPT = {"sos": (hostile.FEW, True), "trips": (hostile.FEW, True), "pins": (hostile.SHARP, False), "login": (hostile.SHARP, False)}
 
 
 def post_spoiled(client: httpx.Client, token: str, surface: str, text: str, name: str) -> None:
