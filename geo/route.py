@@ -92,7 +92,7 @@ class Route:
     sphere of `geo.distance`, to within about 0.1 % for fixes within 50 km of the route.
     """
 
-    __slots__ = ("_segments_m", "line_m", "projection", "vertices")
+    __slots__ = ("_prepared_m", "_segments_m", "line_m", "projection", "vertices")
 
     def __init__(self, vertices: Sequence[LatLon]):
         _check_vertices(vertices)
@@ -103,12 +103,21 @@ class Route:
         self.line_m = shapely.LineString(points_m)
         # One tree leaf per segment: a query visits a few leaves near the fix, not all of them.
         self._segments_m = shapely.STRtree(shapely.linestrings(list(itertools.pairwise(points_m))))
+        # Prepared (GEOS indexes it once): "within so many metres?" without measuring how far.
+        self._prepared_m = shapely.LineString(points_m)
+        shapely.prepare(self._prepared_m)
 
     def distance_m(self, lat: float, lon: float) -> float:
         """Metres from (lat, lon) to the nearest point of the route. Precondition: finite degrees."""
         fix_m = shapely.points(self.projection.forward(lat, lon))
         _, distances = self._segments_m.query_nearest(fix_m, return_distance=True, all_matches=False)
         return float(distances[0])
+
+
+    def farther_than(self, lat: float, lon: float, threshold_m: float) -> bool:
+        """Whether (lat, lon) lies more than `threshold_m` from the route: the off-route check,
+        cheaper than `distance_m` (a prepared line answers without finding the nearest point)."""
+        return not shapely.dwithin(self._prepared_m, shapely.points(self.projection.forward(lat, lon)), threshold_m)
 
 
 def simplify(vertices: Sequence[LatLon], tolerance_m: float) -> list[LatLon]:

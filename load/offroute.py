@@ -19,6 +19,9 @@ from geo import distance
 from geo.route import Route
 from load.stats import table
 
+# The default off-route threshold (GUARDIAN_TRIP_OFF_ROUTE_M).
+THRESHOLD_M = 200.0
+
 
 def wiggly_route(vertices: int, *, length_m: float, seed: int) -> list[tuple[float, float]]:
     """A random walk with a slowly turning heading, starting in the hills south of Taipei."""
@@ -63,7 +66,7 @@ def run_offroute(*, vertices: int, fixes: int, length_m: float, seed: int, budge
     built_s = time.perf_counter() - started
     plain = shapely.LineString(planned.line_m.coords)  # a fresh line: nothing prepared or indexed
     project, clock = planned.projection.forward, time.perf_counter_ns
-    tree_ns, plain_ns, worst_gap_m = [], [], 0.0
+    tree_ns, plain_ns, check_ns, worst_gap_m, disagreements = [], [], [], 0.0, 0
     deadline = time.monotonic() + budget_s
     for lat, lon in scattered_fixes(walk, fixes, seed=seed):
         if time.monotonic() > deadline:
@@ -73,14 +76,23 @@ def run_offroute(*, vertices: int, fixes: int, length_m: float, seed: int, budge
         between = clock()
         plain_m = plain.distance(shapely.points(project(lat, lon)))
         after = clock()
+        far = planned.farther_than(lat, lon, THRESHOLD_M)
+        checked = clock()
         tree_ns.append(between - before)
         plain_ns.append(after - between)
+        check_ns.append(checked - after)
+        disagreements += far != (plain_m > THRESHOLD_M)
         worst_gap_m = max(worst_gap_m, abs(tree_m - plain_m))
     tree_ns.sort()
     plain_ns.sort()
+    check_ns.sort()
     print(f"route: {vertices:,} vertices, {planned.line_m.length / 1000:.1f} km, built in {built_s * 1000:.0f} ms; "
           f"largest difference between the two answers {worst_gap_m:.2g} m")
-    print(table([_row("Route.distance_m (STRtree)", tree_ns), _row("LineString.distance (plain)", plain_ns)]))
+    print(table([_row(f"Route.farther_than {THRESHOLD_M:g} m (the check)", check_ns),
+                 _row("Route.distance_m (STRtree)", tree_ns), _row("LineString.distance (plain)", plain_ns)]))
+    print(f"the check disagreed with the plain distance on {disagreements} fixes")
     ratios = {fraction: _quantile_us(plain_ns, fraction) / _quantile_us(tree_ns, fraction) for fraction in (0.5, 0.99)}
+    checks = {fraction: _quantile_us(plain_ns, fraction) / _quantile_us(check_ns, fraction) for fraction in (0.5, 0.99)}
+    print(f"plain / check: median {checks[0.5]:.2f}x, p99 {checks[0.99]:.2f}x")
     print(f"plain / STRtree: median {ratios[0.5]:.2f}x, p99 {ratios[0.99]:.2f}x"
           + ("" if len(tree_ns) == fixes else f" (stopped at the {budget_s:g} s budget)"))

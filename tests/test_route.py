@@ -6,7 +6,7 @@ import random
 
 import pytest
 import shapely
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from geo import distance, route
@@ -236,3 +236,14 @@ def test_ten_thousand_vertices_are_a_route():
     vertices = route.vertices_from_geojson(document)
     assert len(vertices) == route.MAX_VERTICES
     assert Route(vertices).distance_m(25.0, 121.5) == pytest.approx(0.0, abs=0.01)
+
+
+@settings(max_examples=200, deadline=None)
+@given(north_m=st.floats(-3000, 3000), east_m=st.floats(-3000, 3000), threshold_m=st.floats(1, 2000))
+def test_the_off_route_check_agrees_with_the_distance(north_m, east_m, threshold_m):
+    planned = Route([(25.0, 121.5), (25.01, 121.51), (25.0, 121.52), (25.02, 121.53)])
+    lat = 25.01 + math.degrees(north_m / 6_371_008.8)
+    lon = 121.51 + math.degrees(east_m / (6_371_008.8 * math.cos(math.radians(25.01))))
+    distance_m = planned.distance_m(lat, lon)
+    assume(abs(distance_m - threshold_m) > 0.01)
+    assert planned.farther_than(lat, lon, threshold_m) == (distance_m > threshold_m)
