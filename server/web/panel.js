@@ -129,7 +129,7 @@ const panel = (() => {
     const where = alert.location;
     facts.innerHTML = `${alert.duress ? '<p class="duress">DURESS: the user cancelled under threat. The alert goes on.</p>' : ""}
       <h3></h3><p class="who"></p><p class="said" hidden></p><p class="where"></p>
-      <p class="when"><span class="clock"></span> · <span class="age"></span></p><p class="trip" hidden></p>`;
+      <p class="fix"></p><p class="when"><span class="clock"></span> · <span class="age"></span></p><p class="trip" hidden></p>`;
     facts.querySelector("h3").append(userText(alert.user.name), ` · ${alert.status}`);
     facts.querySelector(".who").append("Phone ", userText(alert.user.phone));
     if (alert.note) {
@@ -142,7 +142,8 @@ const panel = (() => {
         `${alert.precinct ? " · " + alert.precinct.name : ""}`
       : "No location known yet.";
     facts.querySelector(".clock").textContent = new Date(alert.opened_at).toLocaleTimeString();
-    facts.querySelector(".age").dataset.openedAt = alert.opened_at;
+    ages.since(facts.querySelector(".age"), "opened", alert.opened_at);
+    moved(alert);
     if (alert.trip) {
       Object.assign(facts.querySelector(".trip"), { hidden: false,
         textContent: `Trip: ${alert.trip.kind} ${alert.trip.plate || ""} ${alert.trip.driver_name || ""}` });
@@ -156,6 +157,20 @@ const panel = (() => {
     root.querySelector(".notes-title").hidden = !notes.length;
   }
 
+  // The newest fix of the shown alert and how old it is (the desk's one timer keeps the age
+  // current); live positions update only this line, so nothing else the dispatcher reads moves.
+  function moved(next) {
+    if (!alert || next.alert_id !== alert.alert_id) return;
+    const track = next.track || [];
+    const fix = track.length ? track[track.length - 1] : next.location;
+    const line = facts.querySelector(".fix");
+    if (!line) return;
+    if (!fix || !fix.ts) { line.replaceChildren("No fix received yet."); return; }
+    const age = document.createElement("span");
+    ages.since(age, "", fix.ts);
+    line.replaceChildren(`Last fix ${new Date(fix.ts).toLocaleTimeString()} ±${fix.acc ?? "?"} m · `, age);
+  }
+
   function forget(alertId) { drafts.delete(alertId); }
 
   function reset() {
@@ -163,5 +178,5 @@ const panel = (() => {
     drafts.clear();
   }
 
-  return { init, show, settle, lost, forget, reset };
+  return { init, show, moved, settle, lost, forget, reset };
 })();
