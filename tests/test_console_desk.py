@@ -1,10 +1,14 @@
 """The dispatcher's desk as a dispatcher reads it: nothing hidden takes room, the selected alert's
-accuracy circle and track come into view, every age on the desk moves (by one timer), a narrow
-window still shows the map, and an alert without a trip shows none."""
+accuracy circle, track and trip come into view, every age on the desk moves (by one timer), a narrow
+window still shows the map, and a trip's plate and driver lead the panel.
+
+Until the backend fills the Alert's `trip` (issue 10), the trip tests add the contract's `trip` to the
+Alerts the real server sends, on the console's socket, as the server will send them."""
 
 import json
 import re
 import time
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +16,7 @@ from playwright.async_api import Page, expect
 
 from tests.browser import box, chromium_page, inside, log_in
 from tests.servers import TAIPEI_101, add_staff, until_ack
-from tests.test_console_page import BEITOU, queued, raise_sos
+from tests.test_console_page import BEITOU, HOSTILE_NAMES, queued, raise_sos
 
 # Counts the intervals the page keeps running, so a test can tell one timer from one per row.
 COUNT_INTERVALS = """
@@ -25,6 +29,8 @@ COUNT_INTERVALS = """
 SHOWN_THOUGH_HIDDEN = """() => [...document.querySelectorAll("[hidden]")]
     .filter((element) => getComputedStyle(element).display !== "none").map((element) => element.outerHTML.slice(0, 80))"""
 NARROW = {"width": 420, "height": 800}
+# Near Taipei Main Station: a ride from Taipei 101 heads there.
+MAIN_STATION = (25.0478, 121.5170)
 
 
 @pytest.fixture
@@ -35,6 +41,35 @@ async def page():
         page.errors = errors
         await page.add_init_script(COUNT_INTERVALS)
         yield page
+
+
+def taxi_ride(opened_at: str, **fields) -> dict:
+    """The contract's `trip` of a taxi ride from Taipei 101 to Main Station, checked in 5 min before the SOS."""
+    started = (datetime.fromisoformat(opened_at) - timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+    return {"kind": "taxi", "plate": "ABC-1234", "driver_name": "Wang Da-ming",
+            "vehicle": {"make": "Toyota Wish", "colour": "yellow"}, "started_at": started,
+            "destination": {"lat": MAIN_STATION[0], "lon": MAIN_STATION[1]},
+            "planned_route": {"type": "LineString", "coordinates": [[121.5645, 25.0339], [121.5500, 25.0420],
+                                                                    [MAIN_STATION[1], MAIN_STATION[0]]]},
+            "track": [{"lat": 25.0300, "lon": 121.5700, "ts": started},
+                      {"lat": 25.0339, "lon": 121.5645, "ts": opened_at}],
+            "status": "active", **fields}
+
+
+async def give_trips(page: Page, trips: dict) -> None:
+    """The console's socket, each Alert of a user named in `trips` carrying `trips[name](opened_at)`."""
+    def with_trips(message):
+        frame = json.loads(message)
+        for alert in frame.get("alerts", []) + ([frame["alert"]] if "alert" in frame else []):
+            if alert["user"]["name"] in trips:
+                alert["trip"] = trips[alert["user"]["name"]](alert["opened_at"])
+        return json.dumps(frame)
+
+    async def relay(route):
+        upstream = route.connect_to_server()
+        upstream.on_message(lambda message: route.send(with_trips(message)))
+
+    await page.route_web_socket(re.compile(r".*/v1/console$"), relay)
 
 
 async def ping(phone, seq: int, lat: float, lon: float, acc: float, ts_ms: int | None = None) -> None:
@@ -160,4 +195,93 @@ async def test_an_alert_without_a_trip_shows_no_trip_in_the_queue_the_panel_or_t
         await expect(page.locator(f"[data-testid={part}]")).to_have_count(0)
     await expect(page.locator("[data-testid=alert-marker]")).to_be_visible()
     await phone.close()
+    assert page.errors == []
+
+
+async def test_a_taxi_alerts_plate_and_driver_lead_the_panel_and_its_route_and_destination_come_into_view(
+        server, engine, page):
+    await add_staff(engine, "command", role="command")
+    await give_trips(page, {"Lan Chen": taxi_ride})
+    await page.goto(f"{server.url}/console")
+    await log_in(page, "command")
+    walker, walker_id = await raise_sos(server, "Mei Wu", at=BEITOU)
+    rider, rider_id = await raise_sos(server, "Lan Chen")
+    await expect(queued(page, rider_id).locator(".trip")).to_have_text("Taxi ride ABC-1234")
+    await select_and_settle(page, walker_id)
+    await select_and_settle(page, rider_id)
+
+    trip = page.locator("#facts .trip")
+    await expect(trip.locator(".plate")).to_have_text("ABC-1234")
+    await expect(trip.locator(".driver")).to_have_text("Driver Wang Da-ming")
+    await expect(trip.locator(".vehicle")).to_have_text("Vehicle Toyota Wish, yellow")
+    await expect(trip.locator(".kind")).to_have_text(re.compile(r"^Taxi ride · active · checked in .+ \(5 min \d\d s ago\)$"))
+    plate, name = await box(page, "#facts .trip .plate"), await box(page, "#facts h3")
+    assert plate["y"] < name["y"], "the plate comes first in the panel"
+    assert await trip.locator(".plate").evaluate("e => parseFloat(getComputedStyle(e).fontSize)") >= 1.5 * \
+        await page.locator("#facts h3").evaluate("e => parseFloat(getComputedStyle(e).fontSize)"), "the plate is large"
+
+    map_box = await box(page, "#map")
+    for part in ("alert-marker", "trip-route", "trip-track", "trip-destination"):
+        assert inside(await box(page, f"[data-testid={part}]"), map_box), f"{part} is in view"
+    route = page.locator("[data-testid=trip-route]")
+    assert await route.get_attribute("stroke-dasharray"), "the planned route is dashed, unlike the track"
+    destination = page.locator("[data-testid=trip-destination]")
+    await expect(destination).to_have_attribute("data-lat", str(MAIN_STATION[0]))
+    await page.screenshot(path="/tmp/page-desk-taxi.png")
+
+    await page.click("#panel button[data-action=ack]")
+    await expect(queued(page, rider_id)).to_have_attribute("data-status", "acknowledged")
+    await expect(trip.locator(".plate")).to_have_text("ABC-1234")
+    await walker.close()
+    await rider.close()
+    assert page.errors == []
+
+
+def hostile_trip(opened_at: str) -> dict:
+    """Every text of a trip as a hostile phone could fill it, and every geometry out of shape."""
+    return taxi_ride(opened_at, plate=HOSTILE_NAMES[0], driver_name=HOSTILE_NAMES[1], status=HOSTILE_NAMES[3],
+                     vehicle={"make": HOSTILE_NAMES[2], "colour": None}, kind="taxi",
+                     planned_route={"type": "Point", "coordinates": [121.5, 25.0]},
+                     destination={"lat": 250.0, "lon": "<b>x</b>"},
+                     track=[{"lat": None, "lon": 121.5, "ts": None}, None])
+
+
+def broken_route(opened_at: str) -> dict:
+    return taxi_ride(opened_at, planned_route={"type": "LineString", "coordinates": [None, [121.5, "x"], [121.5, 25.0]]})
+
+
+def odd_trip(opened_at: str) -> dict:
+    return {"kind": '<svg onload="window.pwned=1">', "plate": None, "driver_name": None, "vehicle": None,
+            "started_at": None, "destination": None, "planned_route": None, "track": [], "status": None}
+
+
+async def test_whatever_the_phone_sent_about_a_trip_is_shown_as_text_and_bad_geometry_is_not_drawn(
+        server, engine, page):
+    await add_staff(engine, "command", role="command")
+    await give_trips(page, {"Lan Chen": hostile_trip, "Mei Wu": odd_trip, "Chen Jia-hao": broken_route})
+    await page.goto(f"{server.url}/console")
+    await log_in(page, "command")
+    odd, odd_id = await raise_sos(server, "Mei Wu", at=BEITOU)
+    hostile, hostile_id = await raise_sos(server, "Lan Chen")
+    broken, broken_id = await raise_sos(server, "Chen Jia-hao")
+    await select_and_settle(page, broken_id)
+    await expect(page.locator("[data-testid=trip-route]")).to_have_count(0)  # one real point is no line
+    await expect(page.locator("[data-testid=trip-destination]")).to_be_visible()
+    await select_and_settle(page, hostile_id)
+    trip = page.locator("#facts .trip")
+    await expect(trip.locator(".plate")).to_have_text(HOSTILE_NAMES[0])
+    await expect(trip.locator(".driver")).to_have_text(f"Driver {HOSTILE_NAMES[1]}")
+    await expect(trip.locator(".vehicle")).to_have_text(f"Vehicle {HOSTILE_NAMES[2]}")
+    await expect(trip.locator(".status")).to_have_text(HOSTILE_NAMES[3])
+    for part in ("trip-route", "trip-track", "trip-destination"):
+        await expect(page.locator(f"[data-testid={part}]")).to_have_count(0)
+    overflow = await page.evaluate("(e => e.scrollWidth - e.clientWidth)(document.querySelector('#panel'))")
+    assert overflow <= 0, f"the panel scrolls sideways by {overflow} px"
+
+    await select_and_settle(page, odd_id)
+    await expect(trip.locator(".kind")).to_have_text('<svg onload="window.pwned=1">')
+    await expect(queued(page, odd_id).locator(".trip")).to_have_text('<svg onload="window.pwned=1">')
+    assert await page.evaluate("window.pwned") is None, "nothing the phone sent ran in the dispatcher's page"
+    for phone in (odd, hostile, broken):
+        await phone.close()
     assert page.errors == []

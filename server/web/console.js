@@ -265,6 +265,7 @@ function queued(alert) {
     `${alert.precinct && alert.precinct.out_of_area ? " (out of area)" : ""} · ${new Date(alert.opened_at).toLocaleTimeString()}` +
     `${alert.escalation_level ? " · escalated ×" + alert.escalation_level : ""}` +
     `${alert.repeats ? " · " + alert.repeats + " more SOS" : ""}`;
+  if (alert.trip) item.append(trip.tag(alert.trip));
   item.addEventListener("click", () => select(alert.alert_id));
   item.addEventListener("keydown", (event) => {
     if (event.key === "Enter" || event.key === " ") { event.preventDefault(); select(alert.alert_id); }

@@ -128,8 +128,8 @@ const panel = (() => {
   function describe(alert) {
     const where = alert.location;
     facts.innerHTML = `${alert.duress ? '<p class="duress">DURESS: the user cancelled under threat. The alert goes on.</p>' : ""}
-      <h3></h3><p class="who"></p><p class="said" hidden></p><p class="where"></p>
-      <p class="fix"></p><p class="when"><span class="clock"></span> · <span class="age"></span></p><p class="trip" hidden></p>`;
+      <div class="trip" hidden></div><h3></h3><p class="who"></p><p class="said" hidden></p><p class="where"></p>
+      <p class="fix"></p><p class="when"><span class="clock"></span> · <span class="age"></span></p>`;
     facts.querySelector("h3").append(userText(alert.user.name), ` · ${alert.status}`);
     facts.querySelector(".who").append("Phone ", userText(alert.user.phone));
     if (alert.note) {
@@ -144,10 +144,7 @@ const panel = (() => {
     facts.querySelector(".clock").textContent = new Date(alert.opened_at).toLocaleTimeString();
     ages.since(facts.querySelector(".age"), "opened", alert.opened_at);
     moved(alert);
-    if (alert.trip) {
-      Object.assign(facts.querySelector(".trip"), { hidden: false,
-        textContent: `Trip: ${alert.trip.kind} ${alert.trip.plate || ""} ${alert.trip.driver_name || ""}` });
-    }
+    if (alert.trip) trip.describe(facts.querySelector(".trip"), alert.trip);
     const notes = (alert.notes || []).map((note) => {
       const item = document.createElement("li");
       item.append(userText(note.author), ": ", userText(note.text));
