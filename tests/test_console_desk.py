@@ -161,13 +161,17 @@ async def test_queued_ages_count_minutes_the_last_fix_ages_in_the_panel_and_one_
     await page.goto(f"{server.url}/console")
     await log_in(page, "desk")
     phones = [await raise_sos(server, name) for name in ("Mei Wu", "Lan Chen", "Chen Jia-hao")]
-    _, old_id = phones[0]
+    (_, old_id), (_, yesterday_id) = phones[0], phones[2]
     async with engine.begin() as connection:
-        await connection.execute(sa.text("UPDATE alerts SET opened_at = opened_at - interval '3 minutes' "
-                                         "WHERE alert_id = :id"), {"id": old_id})
+        for alert_id, back in ((old_id, timedelta(minutes=3)), (yesterday_id, timedelta(hours=26))):
+            await connection.execute(sa.text("UPDATE alerts SET opened_at = opened_at - make_interval(secs => :back_s) "
+                                             "WHERE alert_id = :id"), {"id": alert_id, "back_s": back.total_seconds()})
     await page.reload()
     await expect(page.locator("#connection")).to_have_attribute("data-state", "online", timeout=5000)
     await expect(queued(page, old_id).locator(".age")).to_have_text(re.compile(r"^opened 3 min \d\d s ago$"))
+    await expect(queued(page, yesterday_id).locator(".age")).to_have_text(re.compile(r"^opened 26 h 0\d min ago$"))
+    day = await queued(page, yesterday_id).locator(".age").evaluate("e => new Date(e.dataset.since).toLocaleDateString()")
+    await expect(queued(page, yesterday_id).locator(".meta")).to_contain_text(day)  # not only a time of day
     assert await page.evaluate("liveIntervals.size") == 1, "one timer for every age, not one per row"
 
     phone, alert_id = phones[1]

@@ -25,8 +25,16 @@ const ages = (() => {
     const s = Math.max(0, Math.floor(ms / 1000));
     if (s < 60) return `${s} s`;
     if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
-    return `${Math.floor(s / 3600)} h ${String(Math.floor(s / 60) % 60).padStart(2, "0")} min`;
+    if (s < 2 * 86400) return `${Math.floor(s / 3600)} h ${String(Math.floor(s / 60) % 60).padStart(2, "0")} min`;
+    return `${Math.floor(s / 86400)} d ${String(Math.floor(s / 3600) % 24).padStart(2, "0")} h`;
   }
 
-  return { since, refresh };
+  // The wall-clock time of an instant, with its date when that is not today: a time alone would
+  // put yesterday's check-in or SOS a few hours ago.
+  function clock(instant) {
+    const moment = new Date(instant);
+    return moment.toDateString() === new Date().toDateString() ? moment.toLocaleTimeString() : moment.toLocaleString();
+  }
+
+  return { since, refresh, clock };
 })();

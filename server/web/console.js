@@ -262,7 +262,7 @@ function queued(alert) {
   item.querySelector("strong").append(userText(alert.user.name));
   ages.since(item.querySelector(".age"), "opened", alert.opened_at);
   item.querySelector(".meta").textContent = `${alert.status} · ${alert.precinct ? alert.precinct.name : "location unknown"}` +
-    `${alert.precinct && alert.precinct.out_of_area ? " (out of area)" : ""} · ${new Date(alert.opened_at).toLocaleTimeString()}` +
+    `${alert.precinct && alert.precinct.out_of_area ? " (out of area)" : ""} · ${ages.clock(alert.opened_at)}` +
     `${alert.escalation_level ? " · escalated ×" + alert.escalation_level : ""}` +
     `${alert.repeats ? " · " + alert.repeats + " more SOS" : ""}`;
   if (alert.trip) item.append(trip.tag(alert.trip));

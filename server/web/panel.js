@@ -141,7 +141,7 @@ const panel = (() => {
       ? `SOS at ${where.lat.toFixed(5)}, ${where.lon.toFixed(5)} ±${where.acc ?? "?"} m (${where.quality})` +
         `${alert.precinct ? " · " + alert.precinct.name : ""}`
       : "No location known yet.";
-    facts.querySelector(".clock").textContent = new Date(alert.opened_at).toLocaleTimeString();
+    facts.querySelector(".clock").textContent = ages.clock(alert.opened_at);
     ages.since(facts.querySelector(".age"), "opened", alert.opened_at);
     moved(alert);
     if (alert.trip) trip.describe(facts.querySelector(".trip"), alert.trip);
@@ -165,7 +165,7 @@ const panel = (() => {
     if (!fix || !fix.ts) { line.replaceChildren("No fix received yet."); return; }
     const age = document.createElement("span");
     ages.since(age, "", fix.ts);
-    line.replaceChildren(`Last fix ${new Date(fix.ts).toLocaleTimeString()} ±${fix.acc ?? "?"} m · `, age);
+    line.replaceChildren(`Last fix ${ages.clock(fix.ts)} ±${fix.acc ?? "?"} m · `, age);
   }
 
   function forget(alertId) { drafts.delete(alertId); }

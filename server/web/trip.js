@@ -28,7 +28,7 @@ const trip = (() => {
     if (trip.started_at) {
       const age = document.createElement("span");
       ages.since(age, "", trip.started_at);
-      line.append(` · ${STARTED[trip.kind] || "started"} ${new Date(trip.started_at).toLocaleTimeString()} (`, age, ")");
+      line.append(` · ${STARTED[trip.kind] || "started"} ${ages.clock(trip.started_at)} (`, age, ")");
     }
     return line;
   }
