@@ -5,6 +5,7 @@ window still shows the map, and a trip's plate and driver lead the panel.
 Until the backend fills the Alert's `trip` (issue 10), the trip tests add the contract's `trip` to the
 Alerts the real server sends, on the console's socket, as the server will send them."""
 
+import asyncio
 import json
 import re
 import time
@@ -86,6 +87,17 @@ async def metres_per_pixel(page: Page) -> float:
     return int(number) * (1000 if unit == "km" else 1) / (await box(page, ".leaflet-control-scale-line"))["width"]
 
 
+async def out_of_view(page: Page, parts: tuple[str, ...], timeout_s: float = 3.0) -> list[str]:
+    """The parts (test ids) not inside the map, once they all are or `timeout_s` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        map_box = await box(page, "#map")
+        out = [part for part in parts if not inside(await box(page, f"[data-testid={part}]"), map_box)]
+        if not out or time.monotonic() > deadline:
+            return out
+        await asyncio.sleep(0.1)
+
+
 async def select_and_settle(page: Page, alert_id: str) -> None:
     await queued(page, alert_id).click()
     await expect(page.locator("#map")).to_have_attribute("data-settled", alert_id, timeout=5000)
@@ -138,16 +150,22 @@ async def test_selecting_an_alert_fits_its_accuracy_circle_of_acc_metres_and_its
     assert page.errors == []
 
 
-async def test_on_a_narrow_window_the_desk_stacks_and_the_map_still_shows_the_selected_alert(server, engine, page):
-    await page.set_viewport_size(NARROW)
+async def test_a_window_narrowed_stacks_the_desk_and_its_map_still_shows_the_selected_alert(server, engine, page):
     await add_staff(engine, "desk")
+    await give_trips(page, {"Mei Wu": taxi_ride})  # a ride across town: wider than a narrow map at this zoom
     await page.goto(f"{server.url}/console")
     await log_in(page, "desk")
     phone, alert_id = await raise_sos(server, "Mei Wu")
+    now_ms = int(time.time() * 1000)
+    for seq in range(2):
+        await ping(phone, seq, TAIPEI_101[0] + 0.001 * (seq + 1), TAIPEI_101[1], 30.0, now_ms + 1000 * seq)
     await select_and_settle(page, alert_id)
+    await expect(page.locator("[data-testid=alert-track]")).to_have_attribute("data-points", "2")
+    await page.set_viewport_size(NARROW)  # the dispatcher puts the console in half the screen
     map_box = await box(page, "#map")
     assert map_box["width"] >= 0.9 * NARROW["width"] and map_box["height"] >= 300, f"a usable map: {map_box}"
-    assert inside(await box(page, "[data-testid=alert-marker]"), map_box)
+    out = await out_of_view(page, ("alert-marker", "alert-accuracy", "alert-track", "trip-route", "trip-destination"))
+    assert out == [], f"cut off by the narrower map: {out}"
     sideways = await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert sideways <= 0, f"the page scrolls sideways by {sideways} px"
     await page.click("#panel button[data-action=ack]")

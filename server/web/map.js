@@ -10,6 +10,8 @@ const deskMap = (() => {
   let layers = [];
   let shownId = null;
   let flightEndsMs = 0;  // a live position during a flight must not cut it short with a pan
+  let framed = false;  // the view is still the one fitted to the shown alert: no hand has moved it since
+  let resizes = null;
 
   function points(alert) {
     const track = (alert.track || []).map((point) => [point.lat, point.lon]);
@@ -110,15 +112,28 @@ const deskMap = (() => {
       style: { color: "#1c2a3a", weight: 1, fillColor: "#c9d6e3", fillOpacity: 0.5 },
       onEachFeature: (feature, layer) => layer.bindTooltip(userText(feature.properties.name)) }).addTo(map);
     if (outlines.features.length) map.fitBounds(basemap.getBounds());
-    // The desk's columns and the window change size; Leaflet must know, or it draws off-centre.
-    new ResizeObserver(() => map && map.invalidateSize()).observe(map.getContainer());
+    // A hand on the map (drag, wheel, a zoom button, keys) makes the view the dispatcher's own.
+    for (const gesture of ["pointerdown", "wheel", "keydown"]) {
+      map.getContainer().addEventListener(gesture, () => { framed = false; }, { passive: true });
+    }
+    // The desk's columns and the window change size; Leaflet must know, or it draws off-centre. A
+    // view still fitted to the selected alert is fitted again, or a narrower window cuts it off.
+    resizes = new ResizeObserver(() => {
+      if (!map) return;
+      map.invalidateSize();
+      if (framed && layers.length) map.fitBounds(extent(), { ...FLY, animate: false });
+    });
+    resizes.observe(map.getContainer());
   }
 
   function close() {
+    if (resizes) resizes.disconnect();
     if (map) map.remove();
     map = null;
+    resizes = null;
     layers = [];
     shownId = null;
+    framed = false;
   }
 
   function clear() {
@@ -130,7 +145,7 @@ const deskMap = (() => {
     if (!map) return;
     clear();
     const container = map.getContainer();
-    if (!alert) { shownId = null; delete container.dataset.settled; return; }
+    if (!alert) { shownId = null; framed = false; delete container.dataset.settled; return; }
     const line = points(alert);
     layers = builders.map((build) => build(alert, line)).filter(Boolean);
     for (const layer of layers) layer.addTo(map);
@@ -143,16 +158,20 @@ const deskMap = (() => {
     }
   }
 
-  // Everything drawn for the alert comes into view: the user, the accuracy, the tracks, the
-  // planned route and the destination.
+  // Everything drawn for the alert: the user, the accuracy, the tracks, the planned route and the destination.
+  function extent() {
+    const bounds = L.latLngBounds([]);
+    for (const layer of layers) bounds.extend(layer.getBounds ? layer.getBounds() : layer.getLatLng());
+    return bounds;
+  }
+
   function fly(alertId) {
     const container = map.getContainer();
     delete container.dataset.settled;
-    const bounds = L.latLngBounds([]);
-    for (const layer of layers) bounds.extend(layer.getBounds ? layer.getBounds() : layer.getLatLng());
     map.once("moveend", () => { if (shownId === alertId) container.dataset.settled = alertId; });
     flightEndsMs = Date.now() + FLY.duration * 1000 + 250;
-    map.flyToBounds(bounds, FLY);
+    framed = true;
+    map.flyToBounds(extent(), FLY);
   }
 
   return { open, close, show };
