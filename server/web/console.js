@@ -76,7 +76,7 @@ async function openDesk(me) {
   const outlines = await api("/v1/console/precincts");
   if (desk !== state.desk) return;
   deskMap.open(me, outlines);
-  state.ageTimer = setInterval(showAges, 1000);
+  state.ageTimer = setInterval(ages.refresh, 1000);  // one timer for every age on the desk
   showSound();
   connect();
 }
@@ -162,7 +162,7 @@ function receive(frame) {
     const alert = state.alerts.get(frame.alert_id);
     if (!alert) return;
     alert.track.push({ lat: frame.lat, lon: frame.lon, acc: frame.acc, ts: frame.ts });
-    if (state.selected === frame.alert_id) deskMap.show(alert);
+    if (state.selected === frame.alert_id) { deskMap.show(alert); panel.moved(alert); }
   } else if (frame.type === "done" || frame.type === "error") {
     if (!panel.settle(frame) && frame.type === "error") banner(`Refused: ${frame.message}`);
   }
@@ -249,7 +249,6 @@ function render() {
   const selected = state.alerts.get(state.selected) || null;
   panel.show(selected);
   deskMap.show(selected);
-  showAges();
 }
 
 function queued(alert) {
@@ -261,30 +260,17 @@ function queued(alert) {
   item.innerHTML = `<div class="title">${alert.duress ? '<span class="duress">DURESS</span> ' : ""}<strong></strong>
     <span class="age"></span></div><div class="meta"></div>`;
   item.querySelector("strong").append(userText(alert.user.name));
-  item.querySelector(".age").dataset.openedAt = alert.opened_at;
+  ages.since(item.querySelector(".age"), "opened", alert.opened_at);
   item.querySelector(".meta").textContent = `${alert.status} · ${alert.precinct ? alert.precinct.name : "location unknown"}` +
-    `${alert.precinct && alert.precinct.out_of_area ? " (out of area)" : ""} · ${new Date(alert.opened_at).toLocaleTimeString()}` +
+    `${alert.precinct && alert.precinct.out_of_area ? " (out of area)" : ""} · ${ages.clock(alert.opened_at)}` +
     `${alert.escalation_level ? " · escalated ×" + alert.escalation_level : ""}` +
     `${alert.repeats ? " · " + alert.repeats + " more SOS" : ""}`;
+  if (alert.trip) item.append(trip.tag(alert.trip));
   item.addEventListener("click", () => select(alert.alert_id));
   item.addEventListener("keydown", (event) => {
     if (event.key === "Enter" || event.key === " ") { event.preventDefault(); select(alert.alert_id); }
   });
   return item;
-}
-
-function showAges() {
-  const now = Date.now();
-  for (const element of document.querySelectorAll(".age[data-opened-at]")) {
-    element.textContent = `opened ${age(now - Date.parse(element.dataset.openedAt))} ago`;
-  }
-}
-
-function age(ms) {
-  const s = Math.max(0, Math.floor(ms / 1000));
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
-  return `${Math.floor(s / 3600)} h ${String(Math.floor(s / 60) % 60).padStart(2, "0")} min`;
 }
 
 panel.init({ send });

@@ -128,8 +128,8 @@ const panel = (() => {
   function describe(alert) {
     const where = alert.location;
     facts.innerHTML = `${alert.duress ? '<p class="duress">DURESS: the user cancelled under threat. The alert goes on.</p>' : ""}
-      <h3></h3><p class="who"></p><p class="said" hidden></p><p class="where"></p>
-      <p class="when"><span class="clock"></span> · <span class="age"></span></p><p class="trip" hidden></p>`;
+      <div class="trip" hidden></div><h3></h3><p class="who"></p><p class="said" hidden></p><p class="where"></p>
+      <p class="fix"></p><p class="when"><span class="clock"></span> · <span class="age"></span></p>`;
     facts.querySelector("h3").append(userText(alert.user.name), ` · ${alert.status}`);
     facts.querySelector(".who").append("Phone ", userText(alert.user.phone));
     if (alert.note) {
@@ -141,12 +141,10 @@ const panel = (() => {
       ? `SOS at ${where.lat.toFixed(5)}, ${where.lon.toFixed(5)} ±${where.acc ?? "?"} m (${where.quality})` +
         `${alert.precinct ? " · " + alert.precinct.name : ""}`
       : "No location known yet.";
-    facts.querySelector(".clock").textContent = new Date(alert.opened_at).toLocaleTimeString();
-    facts.querySelector(".age").dataset.openedAt = alert.opened_at;
-    if (alert.trip) {
-      Object.assign(facts.querySelector(".trip"), { hidden: false,
-        textContent: `Trip: ${alert.trip.kind} ${alert.trip.plate || ""} ${alert.trip.driver_name || ""}` });
-    }
+    facts.querySelector(".clock").textContent = ages.clock(alert.opened_at);
+    ages.since(facts.querySelector(".age"), "opened", alert.opened_at);
+    moved(alert);
+    if (alert.trip) trip.describe(facts.querySelector(".trip"), alert.trip);
     const notes = (alert.notes || []).map((note) => {
       const item = document.createElement("li");
       item.append(userText(note.author), ": ", userText(note.text));
@@ -156,6 +154,20 @@ const panel = (() => {
     root.querySelector(".notes-title").hidden = !notes.length;
   }
 
+  // The newest fix of the shown alert and how old it is (the desk's one timer keeps the age
+  // current); live positions update only this line, so nothing else the dispatcher reads moves.
+  function moved(next) {
+    if (!alert || next.alert_id !== alert.alert_id) return;
+    const track = next.track || [];
+    const fix = track.length ? track[track.length - 1] : next.location;
+    const line = facts.querySelector(".fix");
+    if (!line) return;
+    if (!fix || !fix.ts) { line.replaceChildren("No fix received yet."); return; }
+    const age = document.createElement("span");
+    ages.since(age, "", fix.ts);
+    line.replaceChildren(`Last fix ${ages.clock(fix.ts)} ±${fix.acc ?? "?"} m · `, age);
+  }
+
   function forget(alertId) { drafts.delete(alertId); }
 
   function reset() {
@@ -163,5 +175,5 @@ const panel = (() => {
     drafts.clear();
   }
 
-  return { init, show, settle, lost, forget, reset };
+  return { init, show, moved, settle, lost, forget, reset };
 })();
