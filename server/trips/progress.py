@@ -57,6 +57,7 @@ class Followed:
     status: str
     destination: tuple[float, float] | None
     has_route: bool
+    started_at: datetime
     near_since: datetime | None = None
     standing: routes.OffRoute = field(default_factory=routes.OffRoute)
 
@@ -103,7 +104,7 @@ class Progress:
             current.status = trip.status
             return
         self.followed[trip.user_id] = Followed(trip.trip_id, trip.kind, trip.status, trip.destination,
-                                               trip.planned_route is not None,
+                                               trip.planned_route is not None, trip.started_at,
                                                standing=routes.OffRoute(trip.off_route, 0))
 
     async def refresh(self) -> None:
@@ -114,11 +115,11 @@ class Progress:
                 sa.select(trips.c.trip_id, trips.c.user_id, trips.c.kind, trips.c.status,
                           sa.func.ST_Y(trips.c.destination).label("lat"), sa.func.ST_X(trips.c.destination).label("lon"),
                           (trips.c.planned_route.is_not(None)).label("has_route"), trips.c.near_destination_since,
-                          trips.c.off_route, trips.c.off_route_fixes)
+                          trips.c.started_at, trips.c.off_route, trips.c.off_route_fixes)
                 .where(trips.c.status.in_(TRIP_UNFINISHED)))).all()
         followed = {row.user_id: Followed(
             row.trip_id, row.kind, row.status, None if row.lat is None else (row.lat, row.lon), row.has_route,
-            row.near_destination_since, routes.OffRoute(row.off_route, row.off_route_fixes)) for row in rows}
+            row.started_at, row.near_destination_since, routes.OffRoute(row.off_route, row.off_route_fixes)) for row in rows}
         self.followed = followed
         for trip in self._heard.values():
             self._merge(trip)
@@ -133,7 +134,7 @@ class Progress:
             return
         for user_id, fix in moved:
             entry = self.followed.get(user_id)
-            if entry is None:
+            if entry is None or fix.ts < entry.started_at:  # a fix from before the check-in is no part of it
                 continue
             try:
                 if entry.may_arrive:
