@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 class Event:
     """A live message. `event_id` is None for events that are never repeated (locations)."""
 
-    type: str  # alert_opened, alert_updated, alert_location
+    type: str  # alert_opened, alert_updated, alert_location, or PHONE_FRAME
     alert_id: str
     user_id: str
     precincts: tuple[str, ...]  # who may see it, besides the command centre
@@ -28,6 +28,9 @@ class Event:
 
 
 RESYNC = Event(type="resync", alert_id="", user_id="", precincts=(), frame={})
+# A frame for the user's phones only, sent to them as it is (`text`): a trip's `are_you_safe` or
+# `trip_arrived`. No console ever gets one, not even the command centre's.
+PHONE_FRAME = "phone_frame"
 
 
 class Mailbox:
@@ -111,7 +114,7 @@ class Hub:
             if len(self._seen) > self._remembered:
                 self._seen.popitem(last=False)
         for console in self._consoles:
-            if not console.sees(event.precincts):
+            if event.type == PHONE_FRAME or not console.sees(event.precincts):
                 continue
             if event.type == "alert_location":
                 if event.alert_id not in console.known_alerts:

@@ -1,6 +1,7 @@
 """The app factory. Everything with I/O is built in the lifespan and torn down in reverse order."""
 
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
@@ -22,6 +23,10 @@ from server.positions import routes as locations
 from server.console.auditlog import AuditLog
 from server.core.bodysize import BodyLimit
 from server.trips import routes as trip_routes
+from server.trips import service as trip_service
+from server.trips.progress import Progress
+from server.trips.pushes import ContactPushes
+from server.trips.timers import Timers
 from server.core.config import Settings
 from server.alerts.fanout import Fanout
 from server.phones.ingest import Ingest
@@ -42,6 +47,14 @@ def connect_redis(settings: Settings, *, read_timeout_s: float | None = 2.0) -> 
     return Redis.from_url(settings.redis_url, socket_timeout=read_timeout_s, socket_connect_timeout=2.0,
                           health_check_interval=10 if read_timeout_s is None else 0,
                           retry=Retry(ConstantBackoff(0.1), 1))
+
+
+def in_turn(*hooks: Callable[[list], Awaitable[None]]) -> Callable[[list], Awaitable[None]]:
+    """One `on_moved` for the ingest that awaits each of these, in order."""
+    async def moved(fixes: list) -> None:
+        for hook in hooks:
+            await hook(fixes)
+    return moved
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -70,13 +83,28 @@ def create_app(settings: Settings) -> FastAPI:
             await sweeper.sweep()  # before serving: which users' fixes go to consoles, overdue escalations
             sweeper.start()
             stack.push_async_callback(sweeper.close)
+            # Every trip change committed here: the per-fix checks follow it (the watchers' feed joins).
+            trip_feed = trip_service.Listeners()
+            progress = Progress(engine=engine, settings=settings, fanout=fanout, relay=relay, listener=trip_feed)
+            trip_feed.add(progress)
+            pushes = None
+            if relay.fcm is not None:
+                pushes = ContactPushes(engine=engine, settings=settings, fcm=relay.fcm)
+                pushes.start()
+                stack.push_async_callback(pushes.close)
+            timers = Timers(engine=engine, settings=settings, relay=relay, fanout=fanout, listener=trip_feed,
+                            progress=progress, pushes=pushes)
+            timers.health.stale_after_s = 3 * settings.sweep_interval_s + STALE_SWEEP_GRACE_S
+            await timers.sweep()  # before serving: overdue trips, and whom the per-fix checks follow
+            timers.start()
+            stack.push_async_callback(timers.close)
             ingest = Ingest(
                 engine=engine,
                 redis=redis,
                 flush_max_rows=settings.flush_max_rows,
                 flush_interval_ms=settings.flush_interval_ms,
                 queue_rows=settings.ingest_queue_rows,
-                on_moved=fanout.relay_locations,
+                on_moved=in_turn(fanout.relay_locations, progress.on_moved),
             )
             ingest.start()
             stack.push_async_callback(ingest.close)
@@ -105,7 +133,10 @@ def create_app(settings: Settings) -> FastAPI:
                 logins_by_username=RateLimiter(rate_per_s=settings.login_username_per_minute / 60,
                                                burst=settings.login_username_burst),
                 health=[sweeper.health, ingest.health, *(task.health for task in relay.tasks),
-                        fanout.health, audit_log.health, loop_lag.health],
+                        fanout.health, audit_log.health, loop_lag.health, timers.health,
+                        *([pushes.worker.health] if pushes is not None else [])],
+                trip_feed=trip_feed,
+                trip_progress=progress,
             )
             yield
 

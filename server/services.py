@@ -40,3 +40,5 @@ class Services:
     phone_sockets: dict = field(default_factory=dict)
     # Told of every trip change committed here (`trips.service.Listener`): phones and watchers hear it.
     trip_feed: object = None
+    # The per-fix checks of unfinished trips (`trips.progress.Progress`): whom it follows.
+    trip_progress: object = None

@@ -47,10 +47,13 @@ class Worker(Polling):
     every third of it, so however long the posts take no other worker leases these rows."""
 
     def __init__(self, *, channel: str, engine: AsyncEngine, settings: Settings, deliver,
-                 targets: list[str] | None = None, name: str | None = None):
-        """`targets`: only rows for these targets (one CAD endpoint)."""
+                 targets: list[str] | None = None, name: str | None = None, queue=outbox):
+        """`targets`: only rows for these targets (one CAD endpoint). `queue`: where the rows are,
+        anything with the `lease`, `renew`, `complete` and `postpone` of `outbox` (the alerts'
+        outbox, by default; the trips' events are another)."""
         super().__init__()
         self.channel = channel
+        self._queue = queue
         self._targets = targets
         self._engine = engine
         self._settings = settings
@@ -78,22 +81,22 @@ class Worker(Polling):
         """One lease-deliver-record round; True when it leased a full batch (more may be due)."""
         lease_s = self._settings.outbox_lease_s
         async with self._engine.begin() as connection:
-            rows = await outbox.lease(connection=connection, channel=self.channel, targets=self._targets,
-                                      lease_s=lease_s, limit=LEASE_LIMIT)
+            rows = await self._queue.lease(connection=connection, channel=self.channel, targets=self._targets,
+                                           lease_s=lease_s, limit=LEASE_LIMIT)
         if not rows:
             return False
         delivery = asyncio.create_task(self._deliver(rows), name=f"{self.task_name}-delivery")
         try:
             while not (await asyncio.wait({delivery}, timeout=lease_s / 3))[0]:
                 async with self._engine.begin() as connection:
-                    await outbox.renew(connection=connection, ids=[row.id for row in rows], lease_s=lease_s)
+                    await self._queue.renew(connection=connection, ids=[row.id for row in rows], lease_s=lease_s)
         finally:
             await cancel_and_wait(delivery)
         done, retry = delivery.result()
         async with self._engine.begin() as connection:
-            await outbox.complete(connection=connection, ids=done)
+            await self._queue.complete(connection=connection, ids=done)
             for delay_s, ids in retry.items():
-                await outbox.postpone(connection=connection, ids=ids, delay_s=delay_s)
+                await self._queue.postpone(connection=connection, ids=ids, delay_s=delay_s)
         return len(rows) == LEASE_LIMIT
 
 

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from geo.fix import Fix
-from notifier.hub import Event, Hub
+from notifier.hub import PHONE_FRAME, Event, Hub
 from server.core import db, keys, wire
 from server.alerts.view import UNFINISHED, View, updated_at
 from server.core.tasks import OwnedTask
@@ -140,6 +140,15 @@ class Fanout(OwnedTask):
         self._deliver(message)
         return await self._send(message)
 
+    async def publish_to_phone(self, *, user_id: str, frame: dict) -> bool:
+        """A frame for the user's phones, on every process (never a console's): a trip's question
+        or news. True when every process got it (Redis took it). Best effort: what a phone must
+        not miss is also sent when it connects (trips' own hook)."""
+        message = _Message(origin=self._origin, type=PHONE_FRAME, alert_id="", user_id=user_id, precincts=[],
+                           frame=frame)
+        self._deliver(message)
+        return await self._send(message)
+
     async def relay_locations(self, moved: Sequence[tuple[uuid.UUID, Fix]]) -> None:
         """Fresh last locations of users with unfinished alerts, to the consoles of each (best effort)."""
         if not self.watched:
@@ -165,7 +174,7 @@ class Fanout(OwnedTask):
             if newest is not None and at <= newest:
                 return
             self._located[message.alert_id] = at
-        else:
+        elif message.type != PHONE_FRAME:  # an alert's event (a phone's frame touches no alert)
             finished = message.status not in UNFINISHED
             if finished:
                 self._located.pop(message.alert_id, None)

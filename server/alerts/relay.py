@@ -62,6 +62,11 @@ class Relay:
                          if settings.cad_endpoints else None)
 
     @property
+    def fcm(self) -> FcmChannel | None:
+        """This process's FCM channel (None without FCM): the trips' pushes go through it too."""
+        return self._fcm
+
+    @property
     def tasks(self) -> list[OwnedTask]:
         return [*self.workers.values(), *([self.expander] if self.expander is not None else [])]
 
@@ -174,18 +179,11 @@ class Relay:
                 sa.select(staff.c.fcm_token).where(
                     staff.c.staff_id.in_([uuid.UUID(member.decode()) for member in officer_ids]),
                     staff.c.fcm_token.is_not(None))))
-            tokens += list(await connection.scalars(
-                sa.select(push_tokens.c.fcm_token)
-                .select_from(contacts.join(users, users.c.phone == contacts.c.phone)
-                             .join(devices, devices.c.user_id == users.c.user_id).join(push_tokens))
-                .where(contacts.c.user_id == uuid.UUID(view.user_id))))
+            tokens += await contact_tokens(connection=connection, user_id=uuid.UUID(view.user_id))
         return tokens
 
     async def _forget(self, dead: list[str]) -> None:
-        async with self._engine.begin() as connection:
-            await connection.execute(sa.delete(push_tokens).where(push_tokens.c.fcm_token.in_(dead)))
-            await connection.execute(staff.update().where(staff.c.fcm_token.in_(dead)).values(fcm_token=None))
-        log.info("push: forgot %d tokens FCM called unregistered or invalid", len(dead))
+        await forget_tokens(engine=self._engine, dead=dead)
 
     async def _cad_post(self, rows: list[outbox.Row]):
         """Post to one endpoint (a worker's rows share a target), each post bounded by the CAD
@@ -219,6 +217,24 @@ class Relay:
         # The index, not the URL: an endpoint URL may carry a credential.
         endpoints = list(dict.fromkeys(self._settings.cad_endpoints))
         return endpoints.index(url) if url in endpoints else -1
+
+
+async def contact_tokens(*, connection, user_id: uuid.UUID) -> list[str]:
+    """The FCM tokens of the user's emergency contacts who have the app: contacts matched to
+    users by phone number, and those users' phones' push tokens."""
+    return list(await connection.scalars(
+        sa.select(push_tokens.c.fcm_token)
+        .select_from(contacts.join(users, users.c.phone == contacts.c.phone)
+                     .join(devices, devices.c.user_id == users.c.user_id).join(push_tokens))
+        .where(contacts.c.user_id == user_id)))
+
+
+async def forget_tokens(*, engine: AsyncEngine, dead: list[str]) -> None:
+    """Forget the tokens FCM called unregistered or invalid (phones' and officers')."""
+    async with engine.begin() as connection:
+        await connection.execute(sa.delete(push_tokens).where(push_tokens.c.fcm_token.in_(dead)))
+        await connection.execute(staff.update().where(staff.c.fcm_token.in_(dead)).values(fcm_token=None))
+    log.info("push: forgot %d tokens FCM called unregistered or invalid", len(dead))
 
 
 def facts(view: alertview.View) -> eido.Facts:

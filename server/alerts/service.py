@@ -8,6 +8,7 @@ missing or unusable fix falls back to the last known location.
 
 import math
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from datetime import UTC, datetime, timedelta
@@ -132,8 +133,16 @@ FROM_STORAGE = object()
 
 
 async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device, sos: wire.SosFields,
-                      last_fix: Fix | None | object = FROM_STORAGE, relay: "Relay | None" = None) -> Raised:
+                      last_fix: Fix | None | object = FROM_STORAGE, relay: "Relay | None" = None,
+                      reason: str = "sos", duress: bool = False,
+                      connection: AsyncConnection | None = None) -> Raised:
     """Commit the alert and its outbox events; a retry of the same sos_id returns the first answer.
+
+    `reason`: what raised it (`sos`, or a trip's timer: `overdue`, `duress`). `duress`: raised
+    by the duress PIN, so the alert starts as a duress cancel leaves one: marked duress, and
+    its phone status `cancelled`, so that nothing about it ever reaches the phone. `connection`:
+    the caller's transaction (a trip's timer step, committed with the alert): then nothing is
+    retried here, the caller commits, and the caller tells the relay after its commit.
 
     On the alert path's own connection, never queued behind the ping ingest, in one
     statement that routes, inserts the alert, records its events and returns the consoles'
@@ -151,8 +160,12 @@ async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device
     hear of it now rather than at the outbox's next poll (DESIGN rule 4: persist, then notify).
     """
     sos_id = _sos_id(sos.sos_id)
+    if connection is not None:
+        return await _raise(engine=engine, settings=settings, device=device, sos=sos, sos_id=sos_id,
+                            last_fix=last_fix, reason=reason, duress=duress, in_transaction=connection)
     raised = await db.once_more_if_stale(lambda: _raise(engine=engine, settings=settings, device=device, sos=sos,
-                                                        sos_id=sos_id, last_fix=last_fix))
+                                                        sos_id=sos_id, last_fix=last_fix, reason=reason,
+                                                        duress=duress))
     if relay is not None:
         if raised.created:
             relay.opened(raised)
@@ -162,9 +175,10 @@ async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device
 
 
 async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos: wire.SosFields,
-                 sos_id: uuid.UUID, last_fix: Fix | None | object) -> Raised:
+                 sos_id: uuid.UUID, last_fix: Fix | None | object, reason: str, duress: bool,
+                 in_transaction: AsyncConnection | None = None) -> Raised:
     now = datetime.now(UTC)
-    async with db.autocommit(engine) as connection:
+    async with (nullcontext(in_transaction) if in_transaction is not None else db.autocommit(engine)) as connection:
         if last_fix is FROM_STORAGE:
             last = await history.last_location(connection=connection, user_id=device.user_id)
             last_fix = None if last is None else last.fix
@@ -179,7 +193,8 @@ async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos
         values = {
             "alert_id": sa.literal(alert_id, pg.UUID(as_uuid=True)), "sos_id": sa.literal(sos_id, pg.UUID(as_uuid=True)),
             "user_id": sa.literal(device.user_id, pg.UUID(as_uuid=True)), "status": sa.literal("open"),
-            "phone_status": sa.literal("open"), "opened_at": sa.literal(now, sa.DateTime(timezone=True)),
+            "phone_status": sa.literal("cancelled" if duress else "open"), "duress": sa.literal(duress),
+            "reason": sa.literal(reason), "opened_at": sa.literal(now, sa.DateTime(timezone=True)),
             "updated_at": sa.literal(now, sa.DateTime(timezone=True)),
             "location": sa.null() if fix is None else point(fix.lat, fix.lon),
             "accuracy_m": sa.literal(None if fix is None else fix.accuracy_m, sa.Float),

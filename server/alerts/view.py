@@ -145,6 +145,7 @@ def view_of(row) -> View:
         "alert_id": str(row.alert_id),
         "status": row.status,
         "duress": row.duress,
+        "reason": row.reason,  # sos, overdue (no answer to are_you_safe), duress (the duress PIN to `safe`)
         "opened_at": wire.format_time(row.opened_at),
         "updated_at": wire.format_time(row.updated_at),
         "ended_at": wire.format_time(row.ended_at) if row.ended_at else None,

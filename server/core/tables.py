@@ -196,6 +196,10 @@ alerts = sa.Table(
     # The trip the user was on when the alert was raised: its context for the police (no FK: trips
     # are created after alerts in the schema; the trip names its alert).
     sa.Column("trip_id", pg.UUID(as_uuid=True)),
+    # What raised it: the user's SOS, a trip's `are_you_safe` left unanswered (overdue), or the
+    # duress PIN given to `safe` (duress). Dispatchers see it.
+    sa.Column("reason", sa.Text, nullable=False, server_default="sos"),
+    sa.CheckConstraint("reason IN ('sos', 'overdue', 'duress')", name="alerts_reason"),
     sa.UniqueConstraint("user_id", "sos_id", name="alerts_user_sos"),
     sa.Index("alerts_unfinished", "status", postgresql_where=sa.text("status IN ('open', 'acknowledged')")),
     # The cap on a user's unfinished alerts is checked by every SOS: a lookup of those rows only.

@@ -24,7 +24,7 @@ from collections import deque
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from notifier.hub import Event
+from notifier.hub import PHONE_FRAME, Event
 from server.accounts import auth
 from server.alerts import service as alerts
 from server.trips import frames as trip_frames
@@ -105,6 +105,9 @@ class PhoneSession:
         hub.add_phone(str(device.user_id), self._on_event)
         for alert_id in self._services.fanout.phone_alerts(str(device.user_id)):
             self._report_fast(alert_id)
+        # A question asked while the phone was away (an overdue trip's `are_you_safe`) is asked again.
+        for frame in await trip_frames.on_connect(services=self._services, user_id=device.user_id):
+            self._send(wire.encode(frame))
         try:
             await self._read(intake)
         finally:
@@ -279,6 +282,9 @@ class PhoneSession:
         by its phone status, which a duress cancel leaves at `cancelled` whatever follows.
         `cancelled` itself is only ever told in answer to the phone's own cancel."""
         if event.type == "alert_location" or self._closing:
+            return
+        if event.type == PHONE_FRAME:
+            self._send(event.text)
             return
         alert = event.frame["alert"]
         status = event.phone_status

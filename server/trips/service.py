@@ -51,6 +51,8 @@ class Trip:
     alert_id: uuid.UUID | None
     ended_at: datetime | None
     updated_at: datetime
+    # Off the planned route (`trips.progress`): watchers see `off_route` while it is active.
+    off_route: bool = False
 
     @property
     def unfinished(self) -> bool:
@@ -76,13 +78,28 @@ class Listener(Protocol):
         """A trip's committed change, to tell the phone and the watchers."""
 
 
+class Listeners:
+    """Several listeners as one (the watchers' feed, the trips' own per-fix checks), each told
+    of every change in the order they were added."""
+
+    def __init__(self, *listeners: Listener):
+        self._listeners = list(listeners)
+
+    def add(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def changed(self, trip: Trip) -> None:
+        for listener in self._listeners:
+            listener.changed(trip)
+
+
 COLUMNS = (
     trips.c.trip_id, trips.c.user_id, trips.c.kind, trips.c.status, trips.c.plate, trips.c.driver_name,
     trips.c.vehicle, sa.func.ST_Y(trips.c.destination).label("destination_lat"),
     sa.func.ST_X(trips.c.destination).label("destination_lon"),
     sa.func.ST_AsGeoJSON(trips.c.planned_route).label("planned_route"), trips.c.started_at, trips.c.eta,
     trips.c.expected_return, trips.c.due_at, trips.c.answer_by, trips.c.alert_id, trips.c.ended_at,
-    trips.c.updated_at,
+    trips.c.updated_at, trips.c.off_route,
 )
 
 
@@ -93,7 +110,8 @@ def from_row(row) -> Trip:
         driver_name=row.driver_name, vehicle=row.vehicle, destination=destination,
         planned_route=None if row.planned_route is None else json.loads(row.planned_route),
         started_at=row.started_at, eta=row.eta, expected_return=row.expected_return, due_at=row.due_at,
-        answer_by=row.answer_by, alert_id=row.alert_id, ended_at=row.ended_at, updated_at=row.updated_at)
+        answer_by=row.answer_by, alert_id=row.alert_id, ended_at=row.ended_at, updated_at=row.updated_at,
+        off_route=row.off_route)
 
 
 def line(vertices: list[tuple[float, float]]):
