@@ -1,5 +1,6 @@
 """The app factory. Everything with I/O is built in the lifespan and torn down in reverse order."""
 
+import asyncio
 import logging
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -22,6 +23,9 @@ from server.positions import routes as locations
 from server.console.auditlog import AuditLog
 from server.core.bodysize import BodyLimit
 from server.trips import routes as trip_routes
+from server.sharing import routes as share_routes
+from server.sharing import watcher
+from server.sharing.feed import TripFeed
 from server.core.config import Settings
 from server.alerts.fanout import Fanout
 from server.phones.ingest import Ingest
@@ -70,13 +74,20 @@ def create_app(settings: Settings) -> FastAPI:
             await sweeper.sweep()  # before serving: which users' fixes go to consoles, overdue escalations
             sweeper.start()
             stack.push_async_callback(sweeper.close)
+            trip_feed = TripFeed(engine=engine, fanout=fanout, sweep_interval_s=settings.sweep_interval_s)
+            await trip_feed.refresh()  # before serving: whose fixes go to watchers
+            trip_feed.start()
+            stack.push_async_callback(trip_feed.close)
+
+            async def relay_moves(moved) -> None:
+                await asyncio.gather(fanout.relay_locations(moved), trip_feed.relay_locations(moved))
             ingest = Ingest(
                 engine=engine,
                 redis=redis,
                 flush_max_rows=settings.flush_max_rows,
                 flush_interval_ms=settings.flush_interval_ms,
                 queue_rows=settings.ingest_queue_rows,
-                on_moved=fanout.relay_locations,
+                on_moved=relay_moves,
             )
             ingest.start()
             stack.push_async_callback(ingest.close)
@@ -105,7 +116,9 @@ def create_app(settings: Settings) -> FastAPI:
                 logins_by_username=RateLimiter(rate_per_s=settings.login_username_per_minute / 60,
                                                burst=settings.login_username_burst),
                 health=[sweeper.health, ingest.health, *(task.health for task in relay.tasks),
-                        fanout.health, audit_log.health, loop_lag.health],
+                        fanout.health, audit_log.health, loop_lag.health, trip_feed.health],
+                trip_feed=trip_feed,
+                share_creations=RateLimiter(rate_per_s=share_routes.SHARES_PER_S, burst=share_routes.SHARES_BURST),
             )
             yield
 
@@ -126,10 +139,11 @@ def create_app(settings: Settings) -> FastAPI:
     for storage_error in db.STORAGE_ERRORS:
         app.add_exception_handler(storage_error, storage_unavailable)
     for router in (users.router, pings.router, locations.router, sosroute.router, me.router, desk.router,
-                   trip_routes.router):
+                   trip_routes.router, share_routes.router):
         app.include_router(router)
     app.add_api_websocket_route("/v1/phone", phone.endpoint)
     app.add_api_websocket_route("/v1/console", console.endpoint)
+    app.add_api_websocket_route("/v1/share/{token}", watcher.endpoint)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

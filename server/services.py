@@ -38,5 +38,8 @@ class Services:
     health: list[Health]
     # device id → its one phone socket in this process (`phone.PhoneSession`); a new one replaces it.
     phone_sockets: dict = field(default_factory=dict)
-    # Told of every trip change committed here (`trips.service.Listener`): phones and watchers hear it.
+    # Told of every trip change committed here (`trips.service.Listener`): phones and watchers hear it
+    # (`sharing.feed.TripFeed`).
     trip_feed: object = None
+    # Share links made per device (`POST /v1/trips/{id}/shares`).
+    share_creations: RateLimiter | None = None
