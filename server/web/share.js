@@ -29,16 +29,24 @@
   let trip = null;
   let updatedMs = null;
   let fitted = false;
+  let userMoved = false;  // once the watcher pans, the page no longer refits the view by itself
 
   const map = L.map("map", { zoomControl: true, maxZoom: 19 }).setView([25.05, 121.55], 12);
   L.control.scale({ imperial: false }).addTo(map);
-  new ResizeObserver(() => map.invalidateSize()).observe(map.getContainer());
+  map.on("dragstart", () => { userMoved = true; });
+  // The window changes size (a phone turned): Leaflet must know, and the trip stays in view.
+  new ResizeObserver(() => { map.invalidateSize(); if (!userMoved) fit(); }).observe(map.getContainer());
   const planned = L.polyline([], { color: "#1c5fd6", weight: 3, opacity: 0.8, dashArray: "8 8" }).addTo(map);
   const track = L.polyline([], { color: "#d00", weight: 4, opacity: 0.85 }).addTo(map);
   const accuracy = L.circle([0, 0], { radius: 1, color: "#d00", weight: 1, fillOpacity: 0.12 });
   const here = L.circleMarker([0, 0], { radius: 9, weight: 3, color: "#fff", fillColor: "#d00", fillOpacity: 1 });
   const destination = L.marker([0, 0], { icon: L.divIcon({ className: "destination-icon", iconSize: [16, 16] }),
-    keyboard: false, interactive: false });
+    keyboard: false });
+  const start = L.circleMarker([0, 0], { radius: 6, weight: 3, color: "#333", fillColor: "#fff", fillOpacity: 1 });
+  // Fixed labels of ours: a map without tiles needs them to be read at a glance.
+  here.bindTooltip("Last position", { permanent: true, direction: "auto", offset: [10, 0] });
+  destination.bindTooltip("Destination", { permanent: true, direction: "auto", offset: [10, 0] });
+  start.bindTooltip("Start", { direction: "left", offset: [-8, 0] });
 
   function text(id, value) {
     $(id).replaceChildren(userText(value));
@@ -113,6 +121,8 @@
     if (frame.destination) destination.setLatLng([frame.destination.lat, frame.destination.lon]).addTo(map);
     else destination.remove();
     track.setLatLngs(frame.track.map((fix) => [fix.lat, fix.lon]));
+    const first = frame.track[0];
+    if (first) start.setLatLng([first.lat, first.lon]).addTo(map);
     const last = frame.track[frame.track.length - 1];
     if (last) place(last);
     updatedMs = null;
@@ -132,7 +142,7 @@
     }
     if (!bounds) return;
     fitted = true;
-    map.fitBounds(bounds, { padding: [40, 40], maxZoom: 16 });
+    map.fitBounds(bounds, { padding: [48, 48], maxZoom: 16, animate: false });
   }
 
   function place(fix) {
@@ -144,6 +154,7 @@
   }
 
   function moved(fix) {
+    if (!track.getLatLngs().length) start.setLatLng([fix.lat, fix.lon]).addTo(map);
     track.addLatLng([fix.lat, fix.lon]);
     place(fix);
     touched(fix.ts);
