@@ -8,6 +8,7 @@ inline script: everything a user typed reaches the page as text, set with textCo
 """
 
 import math
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -48,8 +49,9 @@ class ShareRequest(BaseModel):
     expires_in_s: int | None = Field(default=None, strict=True)
 
 
-@router.post("/v1/trips/{trip_id}/shares", status_code=201, responses=openapi.refusals(401, 404, 409, 422, 429))
-async def create_share(trip_id: str, request: Request, device: Device,
+@router.post("/v1/trips/{trip_id}/shares", status_code=201,
+             responses=openapi.refusals(400, 401, 404, 409, 413, 422, 429))
+async def create_share(trip_id: uuid.UUID, request: Request, device: Device,
                        body: Annotated[ShareRequest | None, Body()] = None) -> dict:
     """A link for watchers to follow the trip live, valid until `expires_at` (by default the trip's
     expected end plus `share_after_end_s`, at most `share_max_s`). The token is shown only here."""
@@ -65,7 +67,7 @@ async def create_share(trip_id: str, request: Request, device: Device,
             "expires_at": wire.format_time(created.share.expires_at)}
 
 
-@router.delete("/v1/shares/{token}", status_code=204, responses=openapi.refusals(401, 404))
+@router.delete("/v1/shares/{token}", status_code=204, responses=openapi.refusals(401, 404, 422))
 async def revoke_share(token: str, request: Request, device: Device) -> Response:
     """Revoke a link to one of the user's trips: its watchers are closed at once."""
     services = request.app.state.services

@@ -81,7 +81,8 @@ async def test_someone_elses_trip_is_not_found_like_a_missing_one_and_their_link
     missing = share(server, stranger, "9d1c0d4e-0000-4000-8000-000000000000")
     assert (theirs.status_code, missing.status_code) == (404, 404)
     assert theirs.json()["code"] == missing.json()["code"] == "not_found"
-    assert share(server, stranger, "not-a-uuid").status_code == 422
+    not_an_id = share(server, stranger, "not-a-uuid")
+    assert not_an_id.status_code == 422 and not_an_id.json()["field"] == "path.trip_id"
     assert httpx.post(f"{server.url}/v1/trips/{trip_id}/shares", timeout=5).status_code == 401
     link = shared(server, token, trip_id)
     assert httpx.delete(f"{server.url}/v1/shares/{link['token']}", headers=bearer(stranger), timeout=5).status_code == 404
