@@ -1,11 +1,12 @@
-"""`python -m load ...`: the phone fleet, the baseline server, the standard benchmark and the off-route check."""
+"""`python -m load ...`: the phone fleet, the baseline server, the standard benchmark, the off-route
+check and the watchers."""
 
 import asyncio
 import json
 
 import typer
 
-from load import bench, fleet, idle, offroute
+from load import bench, fleet, idle, offroute, watchers
 from load.stats import table
 
 cli = typer.Typer(help="Simulated phones against a running Guardian server.", no_args_is_help=True)
@@ -74,6 +75,22 @@ def run_offroute(
 ) -> None:
     """Per-fix cost of the off-route distance beside a plain shapely distance, one process, no server."""
     offroute.run_offroute(vertices=vertices, fixes=fixes, length_m=length_km * 1000, seed=seed, budget_s=budget)
+
+
+@cli.command("watchers")
+def run_watchers(
+    phones: int = typer.Option(2000, help="Phones streaming at 1 Hz."),
+    watchers_count: int = typer.Option(1000, "--watchers", help="Watcher sockets, spread over the trips."),
+    trips: int = typer.Option(500, help="Phones on a shared trip (the first ones)."),
+    duration: float = typer.Option(30.0, help="Measured seconds of each phase (after the warm-up)."),
+    warmup: float = typer.Option(5.0, help="Seconds of streaming before measuring."),
+    url: str = typer.Option("http://127.0.0.1:8000", help="The server (registering from one address: give it "
+                                                          "a large GUARDIAN_REGISTER_BURST)."),
+    procs: int = typer.Option(1, help="Load generator processes for the phones."),
+) -> None:
+    """Ping acks without and with watchers, and the latency of a fix to its trip's watchers."""
+    watchers.run_watchers(url=url, phones=phones, watchers=watchers_count, trips=min(trips, phones),
+                          duration_s=duration, warmup_s=warmup, procs=procs)
 
 
 cli()

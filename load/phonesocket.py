@@ -22,11 +22,12 @@ OPEN_TIMEOUT_S = 30.0
 
 
 class PhoneSocket(asyncio.Protocol):
-    def __init__(self, uri: str, token: str, *, on_text: Callable[[bytes], None],
+    def __init__(self, uri: str, token: str | None, *, on_text: Callable[[bytes], None],
                  on_closed: Callable[[], None]):
         self._ws = ClientProtocol(parse_uri(uri))
         request = self._ws.connect()
-        request.headers["Authorization"] = f"Bearer {token}"
+        if token is not None:  # a watcher's socket has its link in the URL instead
+            request.headers["Authorization"] = f"Bearer {token}"
         self._ws.send_request(request)
         self._on_text = on_text
         self._on_closed = on_closed
@@ -34,7 +35,7 @@ class PhoneSocket(asyncio.Protocol):
         self.opened: asyncio.Future = asyncio.get_running_loop().create_future()
 
     @classmethod
-    async def connect(cls, uri: str, token: str, *, on_text: Callable[[bytes], None],
+    async def connect(cls, uri: str, token: str | None, *, on_text: Callable[[bytes], None],
                       on_closed: Callable[[], None]) -> "PhoneSocket":
         """Open the socket and complete the handshake (raises OSError, TimeoutError or the
         protocol's handshake error)."""

@@ -1,9 +1,13 @@
-"""In-process fan-out of live events to consoles and phones, with bounded mailboxes.
+"""In-process fan-out of live events to consoles, phones and watchers, with bounded mailboxes.
 
 The hub never waits on a subscriber: an event is offered to each mailbox, and a
 mailbox that is full marks its owner as too slow to keep (the owner disconnects
 it). Events that arrive twice (the outbox is at-least-once across processes) are
 recognised by their id and delivered once.
+
+A trip's event (one with a `trip_id`) goes to that trip's watchers only, and a
+`trip_status` also to its user's phones: never to a console. An alert's event never
+reaches a watcher (what the police see is not the family's to see).
 """
 
 import asyncio
@@ -25,6 +29,7 @@ class Event:
     phone_status: str | None = None
     text: str = ""  # the frame as JSON, encoded once for every console that gets it
     finished: bool = False  # the alert is resolved or cancelled: its consoles get no more of its moves
+    trip_id: str | None = None  # a trip's event (trip_location, trip_status, ...): for its watchers
 
 
 RESYNC = Event(type="resync", alert_id="", user_id="", precincts=(), frame={})
@@ -73,6 +78,8 @@ class Hub:
     def __init__(self, *, remembered_events: int = 10_000):
         self._consoles: set[ConsoleSubscriber] = set()
         self._phones: dict[str, set[Callable[[Event], None]]] = {}
+        self._watchers: dict[str, set[Callable[[Event], None]]] = {}
+        self._observers: list[Callable[[Event], None]] = []
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._remembered = remembered_events
 
@@ -92,6 +99,25 @@ class Hub:
             if not callbacks:
                 del self._phones[user_id]
 
+    def add_watcher(self, trip_id: str, deliver: Callable[[Event], None]) -> None:
+        self._watchers.setdefault(trip_id, set()).add(deliver)
+
+    def remove_watcher(self, trip_id: str, deliver: Callable[[Event], None]) -> None:
+        callbacks = self._watchers.get(trip_id)
+        if callbacks is not None:
+            callbacks.discard(deliver)
+            if not callbacks:
+                del self._watchers[trip_id]
+
+    def observe(self, callback: Callable[[Event], None]) -> None:
+        """`callback` sees every event published (once, before its receivers): the trip feed
+        learns of alerts opened and of other processes' trip changes this way."""
+        self._observers.append(callback)
+
+    @property
+    def watcher_count(self) -> int:
+        return sum(len(callbacks) for callbacks in self._watchers.values())
+
     def resync(self) -> None:
         """Live events may have been lost (the cross-process link was down): every console is
         asked to reload its snapshot."""
@@ -103,7 +129,8 @@ class Hub:
         return len(self._consoles)
 
     def publish(self, event: Event) -> bool:
-        """Offer the event to every console that may see it and every phone of its user.
+        """Offer the event to every console that may see it and every phone of its user (a trip's
+        event: to its watchers, and a `trip_status` to its user's phones).
 
         Returns False when the event was already delivered (a repeat of its id).
         """
@@ -113,6 +140,15 @@ class Hub:
             self._seen[event.event_id] = None
             if len(self._seen) > self._remembered:
                 self._seen.popitem(last=False)
+        for observer in self._observers:
+            observer(event)
+        if event.trip_id is not None:
+            for deliver in tuple(self._watchers.get(event.trip_id, ())):
+                deliver(event)
+            if event.type == "trip_status":
+                for deliver in tuple(self._phones.get(event.user_id, ())):
+                    deliver(event)
+            return True
         for console in self._consoles:
             if event.type == PHONE_FRAME or not console.sees(event.precincts):
                 continue

@@ -27,6 +27,9 @@ from server.trips import service as trip_service
 from server.trips.progress import Progress
 from server.trips.pushes import ContactPushes
 from server.trips.timers import Timers
+from server.sharing import routes as share_routes
+from server.sharing import watcher
+from server.sharing.feed import TripFeed
 from server.core.config import Settings
 from server.alerts.fanout import Fanout
 from server.phones.ingest import Ingest
@@ -83,16 +86,21 @@ def create_app(settings: Settings) -> FastAPI:
             await sweeper.sweep()  # before serving: which users' fixes go to consoles, overdue escalations
             sweeper.start()
             stack.push_async_callback(sweeper.close)
-            # Every trip change committed here: the per-fix checks follow it (the watchers' feed joins).
-            trip_feed = trip_service.Listeners()
-            progress = Progress(engine=engine, settings=settings, fanout=fanout, relay=relay, listener=trip_feed)
-            trip_feed.add(progress)
+            # Every trip change committed here: the per-fix checks and the watchers' feed follow it.
+            trip_listener = trip_service.Listeners()
+            progress = Progress(engine=engine, settings=settings, fanout=fanout, relay=relay, listener=trip_listener)
+            trip_listener.add(progress)
+            trip_feed = TripFeed(engine=engine, fanout=fanout, sweep_interval_s=settings.sweep_interval_s)
+            await trip_feed.refresh()  # before serving: whose fixes go to watchers
+            trip_feed.start()
+            stack.push_async_callback(trip_feed.close)
+            trip_listener.add(trip_feed)
             pushes = None
             if relay.fcm is not None:
                 pushes = ContactPushes(engine=engine, settings=settings, fcm=relay.fcm)
                 pushes.start()
                 stack.push_async_callback(pushes.close)
-            timers = Timers(engine=engine, settings=settings, relay=relay, fanout=fanout, listener=trip_feed,
+            timers = Timers(engine=engine, settings=settings, relay=relay, fanout=fanout, listener=trip_listener,
                             progress=progress, pushes=pushes)
             timers.health.stale_after_s = 3 * settings.sweep_interval_s + STALE_SWEEP_GRACE_S
             await timers.sweep()  # before serving: overdue trips, and whom the per-fix checks follow
@@ -104,7 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
                 flush_max_rows=settings.flush_max_rows,
                 flush_interval_ms=settings.flush_interval_ms,
                 queue_rows=settings.ingest_queue_rows,
-                on_moved=in_turn(fanout.relay_locations, progress.on_moved),
+                on_moved=in_turn(fanout.relay_locations, trip_feed.relay_locations, progress.on_moved),
             )
             ingest.start()
             stack.push_async_callback(ingest.close)
@@ -133,10 +141,12 @@ def create_app(settings: Settings) -> FastAPI:
                 logins_by_username=RateLimiter(rate_per_s=settings.login_username_per_minute / 60,
                                                burst=settings.login_username_burst),
                 health=[sweeper.health, ingest.health, *(task.health for task in relay.tasks),
-                        fanout.health, audit_log.health, loop_lag.health, timers.health,
+                        fanout.health, audit_log.health, loop_lag.health, timers.health, trip_feed.health,
                         *([pushes.worker.health] if pushes is not None else [])],
+                trip_listener=trip_listener,
                 trip_feed=trip_feed,
                 trip_progress=progress,
+                share_creations=RateLimiter(rate_per_s=share_routes.SHARES_PER_S, burst=share_routes.SHARES_BURST),
             )
             yield
 
@@ -157,10 +167,11 @@ def create_app(settings: Settings) -> FastAPI:
     for storage_error in db.STORAGE_ERRORS:
         app.add_exception_handler(storage_error, storage_unavailable)
     for router in (users.router, pings.router, locations.router, sosroute.router, me.router, desk.router,
-                   trip_routes.router):
+                   trip_routes.router, share_routes.router):
         app.include_router(router)
     app.add_api_websocket_route("/v1/phone", phone.endpoint)
     app.add_api_websocket_route("/v1/console", console.endpoint)
+    app.add_api_websocket_route("/v1/share/{token}", watcher.endpoint)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

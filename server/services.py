@@ -38,7 +38,12 @@ class Services:
     health: list[Health]
     # device id → its one phone socket in this process (`phone.PhoneSession`); a new one replaces it.
     phone_sockets: dict = field(default_factory=dict)
-    # Told of every trip change committed here (`trips.service.Listener`): phones and watchers hear it.
+    # Told of every trip change committed here (`trips.service.Listeners`): the per-fix checks
+    # and the watchers' feed.
+    trip_listener: object = None
+    # The watchers' feed (`sharing.feed.TripFeed`): phones and watchers hear of trip changes.
     trip_feed: object = None
     # The per-fix checks of unfinished trips (`trips.progress.Progress`): whom it follows.
     trip_progress: object = None
+    # Share links made per device (`POST /v1/trips/{id}/shares`).
+    share_creations: RateLimiter | None = None

@@ -71,3 +71,30 @@ async def test_a_console_told_an_alert_ended_gets_no_more_of_its_moves():
     hub.publish(event("a1", type="alert_location"))
     assert [(await desk.mailbox.get()).type for _ in range(2)] == ["alert_opened", "alert_updated"]
     assert desk.mailbox._queue.empty() and desk.ended_alerts == {"a1"}
+
+
+async def test_a_trips_event_reaches_its_watchers_and_never_a_console_nor_another_trips_watchers():
+    hub, command, watched, other, phone = Hub(), console(None, all_precincts=True), [], [], []
+    hub.add_console(command)
+    hub.add_watcher("t1", watched.append)
+    hub.add_watcher("t2", other.append)
+    hub.add_phone("u1", phone.append)
+    location = Event(type="trip_location", alert_id="", user_id="u1", precincts=(), frame={}, trip_id="t1")
+    status = Event(type="trip_status", alert_id="", user_id="u1", precincts=(), frame={}, trip_id="t1")
+    hub.publish(location)
+    hub.publish(status)
+    assert watched == [location, status] and other == []
+    assert phone == [status], "a phone hears its trip's status, never a watcher's location"
+    assert command.mailbox._queue.empty(), "a console got a watcher's event"
+    hub.remove_watcher("t1", watched.append)
+    hub.publish(location)
+    assert len(watched) == 2 and hub.watcher_count == 1
+
+
+async def test_an_alerts_event_never_reaches_a_watcher():
+    hub, watched, seen = Hub(), [], []
+    hub.add_watcher("t1", watched.append)
+    hub.observe(seen.append)
+    hub.publish(event(user_id="u1"))
+    hub.publish(event(type="alert_location", user_id="u1"))
+    assert watched == [] and [item.type for item in seen] == ["alert_opened", "alert_location"]

@@ -11,6 +11,10 @@ did not take.
 
 The fan-out also knows every unfinished alert of every user, so their fresh fixes
 are relayed to the consoles as `alert_location`, one per unfinished alert.
+
+Trips' events (`publish_trip`: a watcher's locations, a trip's status, a revoked share)
+travel on the same channel and the same subscription, marked with their `trip_id`; the
+hub gives them to that trip's watchers only (`sharing.feed` makes them).
 """
 
 import asyncio
@@ -51,6 +55,7 @@ class _Message(msgspec.Struct):
     event_id: str | None = None
     phone_status: str | None = None
     status: str | None = None
+    trip_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +171,20 @@ class Fanout(OwnedTask):
         if messages:
             await self._send(*messages)
 
+    async def publish_trip(self, *events: Event) -> bool:
+        """Trip events (each with its `trip_id`) to this process's hub at once, then to the others
+        in one round trip (best effort: a lost one costs a watcher at most its next recheck)."""
+        messages = [_Message(origin=self._origin, type=event.type, alert_id="", user_id=event.user_id, precincts=[],
+                             frame=event.frame, trip_id=event.trip_id) for event in events]
+        for message in messages:
+            self._deliver(message)
+        return await self._send(*messages) if messages else True
+
     def _deliver(self, message: _Message) -> None:
+        if message.trip_id is not None:
+            self.hub.publish(Event(type=message.type, alert_id="", user_id=message.user_id, precincts=(),
+                                   frame=message.frame, text=wire.encode(message.frame), trip_id=message.trip_id))
+            return
         finished = False
         if message.type == "alert_location":
             at = datetime.fromisoformat(message.frame["ts"])

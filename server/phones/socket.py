@@ -57,6 +57,8 @@ class PhoneSession:
         # alert id → the status this phone was last told, and whether it was told to report fast.
         self._told: dict[str, str] = {}
         self._fast: set[str] = set()
+        # trip id → the status this phone was last told of it (in an answer to its own frame or live).
+        self._trips_told: dict[str, str] = {}
 
     async def run(self) -> None:
         await self._ws.accept()
@@ -257,6 +259,8 @@ class PhoneSession:
         except db.STORAGE_ERRORS as error:
             log.error("trip frame not committed, storage unavailable: %s", db.describe(error))
             raise refusals.Unavailable("not stored; resend the frame") from None
+        if "trip_id" in answer and "status" in answer:
+            self._trips_told[answer["trip_id"]] = answer["status"]
         self._send(wire.encode(answer))
 
     def _in_alert(self) -> bool:
@@ -285,6 +289,14 @@ class PhoneSession:
             return
         if event.type == PHONE_FRAME:
             self._send(event.text)
+            return
+        if event.trip_id is not None:
+            # A change of the user's trip that this phone did not ask for (its own frames were
+            # answered before the event left): told once per status.
+            frame = event.frame["phone"]
+            if self._trips_told.get(event.trip_id) != frame["status"]:
+                self._trips_told[event.trip_id] = frame["status"]
+                self._send(wire.encode(frame))
             return
         alert = event.frame["alert"]
         status = event.phone_status

@@ -29,15 +29,15 @@ def ended(trip: service.Trip) -> dict:
 async def answer(frame: wire.TripStart | wire.TripEnd | wire.Safe, *, services: "Services", device: Device) -> dict:
     if isinstance(frame, wire.TripStart):
         trip = await service.start(engine=services.engine, settings=services.settings, user_id=device.user_id,
-                                   checkin=checkin.judge(frame, now=datetime.now(UTC)), listener=services.trip_feed)
+                                   checkin=checkin.judge(frame, now=datetime.now(UTC)), listener=services.trip_listener)
         return started(trip)
     if isinstance(frame, wire.TripEnd):
         trip = await service.end(engine=services.engine, user_id=device.user_id, trip_id=frame.trip_id,
-                                 listener=services.trip_feed)
+                                 listener=services.trip_listener)
         return ended(trip)
     # On the alert path's pool, as `sos_cancel`: the duress PIN raises an alert.
     trip = await answers.safe(engine=services.alert_engine, settings=services.settings, user_id=device.user_id,
-                              frame=frame, relay=services.relay, listener=services.trip_feed)
+                              frame=frame, relay=services.relay, listener=services.trip_listener)
     return answers.answer_frame(trip)
 
 

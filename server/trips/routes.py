@@ -49,7 +49,7 @@ async def start_trip(request: Request, device: Device) -> dict:
     fields, uploaded = await _read_checkin(request)
     judged = checkin.judge(fields, now=datetime.now(UTC), uploaded_route=uploaded)
     trip = await service.start(engine=services.engine, settings=services.settings, user_id=device.user_id,
-                               checkin=judged, listener=services.trip_feed)
+                               checkin=judged, listener=services.trip_listener)
     return {**frames.started(trip), "trip": trip.frame()}
 
 
@@ -57,7 +57,7 @@ async def start_trip(request: Request, device: Device) -> dict:
 async def end_trip(trip_id: str, request: Request, device: Device) -> dict:
     services = request.app.state.services
     trip = await service.end(engine=services.engine, user_id=device.user_id, trip_id=trip_id,
-                             listener=services.trip_feed)
+                             listener=services.trip_listener)
     return frames.ended(trip)
 
 
