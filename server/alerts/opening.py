@@ -2,7 +2,9 @@
 
 The alert service judges the SOS (where it is, its note, whether the user is at the cap);
 this module turns that into the columns of the alert row and runs the insert, so an alert
-is committed with its outbox rows and shown without another read (DESIGN rule 4).
+is committed with its outbox rows and shown without another read (DESIGN rule 4). The
+user's unfinished trip, if any, is recorded with it and marked `alert` in the same
+statement, whoever raised it (the phone, a duress PIN, a trip's timer).
 """
 
 import uuid
@@ -13,7 +15,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from geo.fix import Fix
-from server.alerts import outbox
+from server.alerts import outbox, tripcontext
 from server.alerts.view import View, select_views, views_of
 from server.core.config import Settings
 from server.core.tables import alerts, point
@@ -39,19 +41,25 @@ def columns(*, settings: Settings, alert_id: uuid.UUID, sos_id: uuid.UUID, user_
         "next_escalation_at": sa.literal(now + timedelta(seconds=settings.escalate_after_s),
                                          sa.DateTime(timezone=True)),
         "escalate_again_after_s": sa.literal(settings.escalate_again_after_s, sa.Float),
+        "trip_id": tripcontext.unfinished_trip_of(sa.literal(user_id, pg.UUID(as_uuid=True))),
     }
 
 
 async def open_alert(connection: AsyncConnection, *, settings: Settings, values: dict, selection,
                      event_id: uuid.UUID):
-    """Insert the alert that `selection` selects (the columns of `values`) with its `opened` event;
-    its consoles' view comes back with the commit (no read after it), None if nothing was inserted."""
+    """Insert the alert that `selection` selects (the columns of `values`) with its `opened` event,
+    and mark the trip it was raised during (`tripcontext.marking`), in one statement; its
+    consoles' view comes back with the commit (no read after it), with `trip_marked`. None if
+    nothing was inserted."""
     inserted = (pg.insert(alerts).from_select(list(values), selection)
                 .on_conflict_do_nothing(constraint="alerts_user_sos").returning(*alerts.c)
                 .cte("inserted"))
     recorded = outbox.add_after(inserted, settings=settings, event_id=event_id, kind="opened")
-    return (await connection.execute(
-        select_views(inserted, track_points=settings.alert_track_points).add_cte(recorded))).first()
+    marked = tripcontext.marking(inserted)
+    query = (select_views(inserted, track_points=settings.alert_track_points, marked_trip=marked)
+             .add_columns(sa.exists(sa.select(marked.c.trip_id)).label("trip_marked"))
+             .add_cte(recorded, marked))
+    return (await connection.execute(query)).first()
 
 
 def shown(created) -> View | None:

@@ -40,6 +40,10 @@ class Raised:
     event_id: uuid.UUID | None = None  # the `opened` event, when this call created the alert
     view: View | None = None  # the consoles' view, when this call created the alert
     joined: bool = False  # this call stored the SOS as a repeat of the user's newest alert (repeats.py)
+    # The trip the alert was raised during (when this call created it), and whether the same
+    # statement marked it `alert`: not when its row was locked at that moment (tripcontext.marking).
+    trip_id: uuid.UUID | None = None
+    trip_marked: bool = False
 
     @property
     def stored_now(self) -> bool:
@@ -189,7 +193,7 @@ async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos
                 connection, settings=settings, device=device, sos_id=sos_id, now=now, values=values,
                 selection=selection, event_id=event_id, own_fix=fix if located.quality in ("fix", "suspect") else None,
                 suspect=[*located.suspect, *note_reasons], note=note)
-    return Raised(alert_id, sos_id, "open", created=True, event_id=event_id, view=opening.shown(created))
+    return _created(created, sos_id=sos_id, event_id=event_id)
 
 
 async def _answer_past_the_cap(connection: AsyncConnection, *, settings: Settings, device: Device,
@@ -213,7 +217,12 @@ async def _answer_past_the_cap(connection: AsyncConnection, *, settings: Setting
                                        event_id=event_id)
     if created is None:
         return await _existing(connection, device.user_id, sos_id)
-    return Raised(created.alert_id, sos_id, "open", created=True, event_id=event_id, view=opening.shown(created))
+    return _created(created, sos_id=sos_id, event_id=event_id)
+
+
+def _created(created, *, sos_id: uuid.UUID, event_id: uuid.UUID) -> Raised:
+    return Raised(created.alert_id, sos_id, "open", created=True, event_id=event_id, view=opening.shown(created),
+                  trip_id=created.trip_id, trip_marked=created.trip_marked)
 
 
 def _alert_id(value: object) -> uuid.UUID:
