@@ -152,6 +152,12 @@ async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device
     Idempotent, so a pooled connection found dead is no reason to refuse: it runs again on
     a fresh one. Once committed, `relay` (this process's, if any) is told, so the consoles
     hear of it now rather than at the outbox's next poll (DESIGN rule 4: persist, then notify).
+
+    Whoever raises it (the phone, a trip's timer for an overdue or duress alert, with the
+    user's device and an SosFields of its own), the user's unfinished trip is read from
+    PostgreSQL by user, recorded with the alert and marked `alert` in the same statement
+    (`Raised.trip_id`, `trip_marked`). The trip row is never waited for: a caller holding its
+    row lock gets `trip_marked` False and marks the trip in its own transaction.
     """
     sos_id = _sos_id(sos.sos_id)
     raised = await db.once_more_if_stale(lambda: _raise(engine=engine, settings=settings, device=device, sos=sos,
