@@ -173,6 +173,34 @@ async def test_cad_gets_each_alert_event_as_signed_eido_retried_until_2xx(fresh_
         await phone.close()
 
 
+async def test_cad_gets_the_taxi_of_an_alert_raised_during_a_ride_as_the_eidos_vehicle(fresh_server, engine,
+                                                                                        test_env):
+    from tests.test_sos_trip import check_in
+
+    with CadReceiver() as cad:
+        server = fresh_server(GUARDIAN_CAD_ENDPOINTS=json.dumps([f"{cad.url}/cad"]), GUARDIAN_CAD_SECRET=CAD_SECRET)
+        user_id, token = create_user(server)
+        trip = await check_in(engine, test_env, user_id)
+        phone, _ = await connect_phone(server, token)
+        await phone.send(json.dumps(sos_frame()))
+        alert_id = (await until_type(phone, "sos_ack"))["alert_id"]
+        posts = await asyncio.to_thread(cad.wait_for, 1, 20)
+        await phone.close()
+    assert posts, "the CAD endpoint heard of the alert"
+    document = json.loads(posts[0]["body"])
+    assert document["incidentComponent"]["internalIncidentId"] == alert_id
+    [vehicle] = document["vehicleComponent"]
+    assert document["incidentComponent"]["vehicleReference"] == [{"$ref": vehicle["$id"]}]
+    assert vehicle["ncVehicleComponent"]["identification"][0]["identificationId"] == [{"value": "ABC-1234"}]
+    assert vehicle["ncVehicleComponent"]["makeName"] == [{"value": "Toyota Wish"}]
+    assert vehicle["ncVehicleComponent"]["conveyanceColorPrimary"] == [{"value": "yellow"}]
+    [note] = [note["notesActionComments"] for note in document["notesComponent"]
+              if note["$id"] == vehicle["notesReference"][0]["$ref"]]
+    assert "driver Chen Wei" in note and "planned route" in note and str(trip.trip_id) in vehicle["$id"]
+    if SCHEMA_DIR.exists():
+        assert not list(eido_validator().iter_errors(document))
+
+
 async def test_a_process_without_a_channel_leaves_its_rows_to_one_that_has_it(fresh_server, engine):
     """A server with no CAD endpoint (or no FCM) must never mark those rows done undelivered."""
     from server.alerts import service as alerts

@@ -60,6 +60,75 @@ def test_eido_object_is_valid_against_nenas_schema(changes):
     assert not errors, "\n".join(f"{list(error.path)}: {error.message}" for error in errors[:5])
 
 
+def taxi(**changes) -> eido.TripFacts:
+    values = dict(trip_id=str(uuid.uuid4()), kind="taxi", status="alert", started_at=NOW, plate="ABC-1234",
+                  driver_name="Chen Wei", make="Toyota Wish", colour="yellow", destination=(25.0478, 121.517),
+                  eta=NOW.replace(hour=9), planned_route_m=5234.0)
+    values.update(changes)
+    return eido.TripFacts(**values)
+
+
+@pytest.mark.skipif(not SCHEMA_DIR.exists(), reason=f"NENA's EIDO schema is not beside this clone ({SCHEMA_DIR})")
+@pytest.mark.parametrize("changes", [
+    {"trip": taxi()},
+    {"trip": taxi(), "duress": True, "notes": ("unit 12 on the way",)},
+    {"trip": taxi(make=None, colour=None, driver_name=None, destination=None, eta=None, planned_route_m=None)},
+    {"trip": taxi(kind="hike", plate=None, driver_name=None, make=None, colour=None, eta=None,
+                  expected_return=NOW.replace(hour=18))},
+])
+def test_eido_of_an_alert_during_a_trip_is_valid_against_nenas_schema(changes):
+    document = eido.eido(facts(**changes), agency_id="police.taipei.gov.tw", issuing_element="guardian.example")
+    errors = sorted(eido_validator().iter_errors(document), key=str)
+    assert not errors, "\n".join(f"{list(error.path)}: {error.message}" for error in errors[:5])
+
+
+def test_eido_carries_the_taxi_as_its_vehicle_component_and_the_trip_in_a_note():
+    trip = taxi()
+    document = eido.eido(facts(trip=trip, duress=True), agency_id="police.taipei.gov.tw",
+                         issuing_element="guardian.example")
+    [vehicle] = document["vehicleComponent"]
+    assert document["incidentComponent"]["vehicleReference"] == [{"$ref": vehicle["$id"]}]
+    assert vehicle["vehicleRelationshipType"] == ["Involved"] and vehicle["vehicleRelationshipTimeStamp"] == \
+        "2026-11-21T08:30:00Z"
+    described = vehicle["ncVehicleComponent"]
+    assert described["identification"] == [{"identificationId": [{"value": "ABC-1234"}],
+                                            "conveyanceCategoryCode": [{"simpleType": "LPN"}]}]
+    assert described["makeName"] == [{"value": "Toyota Wish"}]
+    assert described["conveyanceColorPrimary"] == [{"value": "yellow"}]
+    assert described["vehicleUse"] == [{"value": "Taxi"}]
+    notes = {note["$id"]: note["notesActionComments"] for note in document["notesComponent"]}
+    [said] = [notes[reference["$ref"]] for reference in vehicle["notesReference"]]
+    for part in ("Taxi ride since 2026-11-21T08:30:00Z", "plate ABC-1234", "driver Chen Wei",
+                 "vehicle Toyota Wish, yellow", "destination 25.04780, 121.51700", "ETA 2026-11-21T09:30:00Z",
+                 "planned route 5.2 km"):
+        assert part in said
+    assert document["notesComponent"][0]["notesActionComments"].startswith("DURESS"), "duress stays first"
+    assert {reference["$ref"] for reference in document["incidentComponent"]["notesReference"]} == set(notes)
+
+
+def test_eido_of_a_hike_has_no_vehicle_but_its_trip_note():
+    document = eido.eido(facts(trip=taxi(kind="hike", plate=None, make=None, colour=None, driver_name=None,
+                                         eta=None, expected_return=NOW.replace(hour=18))),
+                         agency_id="police.taipei.gov.tw", issuing_element="guardian.example")
+    assert "vehicleComponent" not in document and "vehicleReference" not in document["incidentComponent"]
+    [note] = document["notesComponent"]
+    assert note["notesActionComments"].startswith("Trip: Hike since")
+    assert "expected back 2026-11-21T18:30:00Z" in note["notesActionComments"]
+
+
+def test_a_vehicle_component_of_the_wrong_shape_is_caught_by_the_validator():
+    """The validator reads the vehicle component through to NIEM's types: a plate or make given as
+    bare text (NIEM texts are objects) or a vehicle with no relationship fails."""
+    if not SCHEMA_DIR.exists():
+        pytest.skip("NENA's EIDO schema is not beside this clone")
+    document = eido.eido(facts(trip=taxi()), agency_id="police.taipei.gov.tw", issuing_element="guardian.example")
+    [vehicle] = document["vehicleComponent"]
+    vehicle["ncVehicleComponent"]["makeName"] = ["Toyota Wish"]
+    vehicle["ncVehicleComponent"]["identification"][0]["conveyanceCategoryCode"] = [{"simpleType": "PLATE"}]
+    del vehicle["vehicleRelationshipType"]
+    assert len(list(eido_validator().iter_errors(document))) >= 3
+
+
 def test_invalid_eido_is_caught_by_the_validator():
     """The validator is not vacuous: an EIDO without its required fields fails."""
     if not SCHEMA_DIR.exists():

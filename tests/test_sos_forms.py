@@ -53,7 +53,8 @@ def _row(alert_id: str, *, visible_precincts) -> SimpleNamespace:
         alert_id=alert_id, user_id=uuid.uuid4(), status="open", duress=False, opened_at=now, updated_at=now,
         ended_at=None, user_name="Ann", user_phone="+886912345678", lat=None, lon=None, accuracy_m=None,
         fix_ts=None, quality="unknown", suspect=None, precinct_id=None, precinct_name=None, out_of_area=False,
-        trip=None, track_lat=None, track_lon=None, track_acc=None, track_ts=None, note_authors=None,
+        trip_id=None, trip_kind=None, trip_track_lat=None, trip_track_lon=None, trip_track_acc=None,
+        trip_track_ts=None, track_lat=None, track_lon=None, track_acc=None, track_ts=None, note_authors=None,
         note_texts=None, note_times=None, notes_omitted=0, note=None, escalation_level=0, acknowledged_by=None,
         resolved_by=None, outcome=None, visible_precincts=visible_precincts, phone_status="open", repeats=0)
 

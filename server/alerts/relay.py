@@ -250,4 +250,17 @@ def facts(view: alertview.View) -> eido.Facts:
         fix_ts=datetime.fromisoformat(location["ts"]) if location.get("ts") else None,
         quality=location.get("quality", "unknown"),
         notes=tuple(note["text"] for note in alert["notes"]),
+        trip=None if alert["trip"] is None else trip_facts(alert["trip"]),
     )
+
+
+def trip_facts(trip: dict) -> eido.TripFacts:
+    """The EIDO's facts of the Alert's `trip`."""
+    moment = lambda value: None if value is None else datetime.fromisoformat(value)  # noqa: E731
+    vehicle, destination = trip["vehicle"] or {}, trip["destination"]
+    return eido.TripFacts(
+        trip_id=trip["trip_id"], kind=trip["kind"], status=trip["status"], started_at=moment(trip["started_at"]),
+        plate=trip["plate"], driver_name=trip["driver_name"], make=vehicle.get("make"), colour=vehicle.get("colour"),
+        destination=None if destination is None else (destination["lat"], destination["lon"]),
+        eta=moment(trip["eta"]), expected_return=moment(trip["expected_return"]),
+        planned_route_m=trip["planned_route_m"])

@@ -14,20 +14,19 @@ from typing import TYPE_CHECKING
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from geo import rules
 from geo.fix import Fix
 from server.accounts import pins
-from server.alerts import jurisdictions, outbox, repeats
+from server.alerts import jurisdictions, opening, outbox, repeats
 from server.core import db, fields, refusals, wire
 from server.positions import history
-from server.alerts.view import UNFINISHED, View, select_views, views_of, visible_to
+from server.alerts.view import UNFINISHED, View, visible_to
 from server.accounts.auth import Device
 from server.core.config import Settings
 from server.accounts.staff import Staff
-from server.core.tables import alert_notes, alerts, point
+from server.core.tables import alert_notes, alerts
 
 if TYPE_CHECKING:
     from server.alerts.relay import Relay
@@ -42,6 +41,10 @@ class Raised:
     event_id: uuid.UUID | None = None  # the `opened` event, when this call created the alert
     view: View | None = None  # the consoles' view, when this call created the alert
     joined: bool = False  # this call stored the SOS as a repeat of the user's newest alert (repeats.py)
+    # The trip the alert was raised during (when this call created it), and whether the same
+    # statement marked it `alert`: not when its row was locked at that moment (tripcontext.marking).
+    trip_id: uuid.UUID | None = None
+    trip_marked: bool = False
 
     @property
     def stored_now(self) -> bool:
@@ -158,6 +161,12 @@ async def raise_alert(*, engine: AsyncEngine, settings: Settings, device: Device
     Idempotent, so a pooled connection found dead is no reason to refuse: it runs again on
     a fresh one. Once committed, `relay` (this process's, if any) is told, so the consoles
     hear of it now rather than at the outbox's next poll (DESIGN rule 4: persist, then notify).
+
+    Whoever raises it (the phone, a trip's timer for an overdue or duress alert, with the
+    user's device and an SosFields of its own), the user's unfinished trip is read from
+    PostgreSQL by user, recorded with the alert and marked `alert` in the same statement
+    (`Raised.trip_id`, `trip_marked`). The trip row is never waited for: a caller holding its
+    row lock gets `trip_marked` False and marks the trip in its own transaction.
     """
     sos_id = _sos_id(sos.sos_id)
     if connection is not None:
@@ -190,38 +199,25 @@ async def _raise(*, engine: AsyncEngine, settings: Settings, device: Device, sos
         else:
             precinct, out_of_area = jurisdictions.route(lat=fix.lat, lon=fix.lon)
         alert_id, event_id = uuid.uuid4(), uuid.uuid4()
-        values = {
-            "alert_id": sa.literal(alert_id, pg.UUID(as_uuid=True)), "sos_id": sa.literal(sos_id, pg.UUID(as_uuid=True)),
-            "user_id": sa.literal(device.user_id, pg.UUID(as_uuid=True)), "status": sa.literal("open"),
-            "phone_status": sa.literal("cancelled" if duress else "open"), "duress": sa.literal(duress),
-            "reason": sa.literal(reason), "opened_at": sa.literal(now, sa.DateTime(timezone=True)),
-            "updated_at": sa.literal(now, sa.DateTime(timezone=True)),
-            "location": sa.null() if fix is None else point(fix.lat, fix.lon),
-            "accuracy_m": sa.literal(None if fix is None else fix.accuracy_m, sa.Float),
-            "fix_ts": sa.literal(None if fix is None else fix.ts, sa.DateTime(timezone=True)),
-            "quality": sa.literal(located.quality),
-            "suspect": sa.literal([*located.suspect, *note_reasons] or None, pg.ARRAY(sa.Text)),
-            "precinct_id": precinct, "out_of_area": out_of_area,
-            "visible_precincts": sa.func.array_remove(pg.array([precinct], type_=sa.Text), None),
-            "note": sa.literal(note, sa.Text),
-            "next_escalation_at": sa.literal(now + timedelta(seconds=settings.escalate_after_s),
-                                             sa.DateTime(timezone=True)),
-            "escalate_again_after_s": sa.literal(settings.escalate_again_after_s, sa.Float),
-        }
-        opening = sa.select(*values.values()).where(
+        values = opening.columns(settings=settings, alert_id=alert_id, sos_id=sos_id, user_id=device.user_id,
+                                 now=now, fix=fix, quality=located.quality,
+                                 suspect=[*located.suspect, *note_reasons], precinct=precinct,
+                                 out_of_area=out_of_area, note=note, duress=duress, reason=reason)
+        selection = sa.select(*values.values()).where(
             repeats.not_joined(user_id=values["user_id"], sos_id=values["sos_id"]))
-        capped = opening.where(repeats.unfinished_below_cap(user_id=values["user_id"], settings=settings))
-        created = await _open(connection, settings=settings, values=values, opening=capped, event_id=event_id)
+        capped = selection.where(repeats.unfinished_below_cap(user_id=values["user_id"], settings=settings))
+        created = await opening.open_alert(connection, settings=settings, values=values, selection=capped,
+                                           event_id=event_id)
         if created is None:  # a retry, the same sos_id raised concurrently elsewhere, or the user at the cap
             return await _answer_past_the_cap(
                 connection, settings=settings, device=device, sos_id=sos_id, now=now, values=values,
-                opening=opening, event_id=event_id, own_fix=fix if located.quality in ("fix", "suspect") else None,
+                selection=selection, event_id=event_id, own_fix=fix if located.quality in ("fix", "suspect") else None,
                 suspect=[*located.suspect, *note_reasons], note=note)
-    return Raised(alert_id, sos_id, "open", created=True, event_id=event_id, view=_shown(created))
+    return _created(created, sos_id=sos_id, event_id=event_id)
 
 
 async def _answer_past_the_cap(connection: AsyncConnection, *, settings: Settings, device: Device,
-                               sos_id: uuid.UUID, now: datetime, values: dict, opening, event_id: uuid.UUID,
+                               sos_id: uuid.UUID, now: datetime, values: dict, selection, event_id: uuid.UUID,
                                own_fix: Fix | None, suspect: list[str], note: str | None) -> Raised:
     """The rare path, when the capped insert opened nothing: the answer a retry already got, else
     the SOS joined to the user's newest unfinished alert, else (no alert left to join) an alert
@@ -237,29 +233,16 @@ async def _answer_past_the_cap(connection: AsyncConnection, *, settings: Setting
     answer = await _existing(connection, device.user_id, sos_id)
     if answer is not None:
         return answer
-    created = await _open(connection, settings=settings, values=values, opening=opening, event_id=event_id)
+    created = await opening.open_alert(connection, settings=settings, values=values, selection=selection,
+                                       event_id=event_id)
     if created is None:
         return await _existing(connection, device.user_id, sos_id)
-    return Raised(created.alert_id, sos_id, "open", created=True, event_id=event_id, view=_shown(created))
+    return _created(created, sos_id=sos_id, event_id=event_id)
 
 
-def _shown(created) -> View | None:
-    """The consoles' view of an alert just committed. Whatever happens now the phone hears its
-    sos_ack: a view that cannot be built leaves the consoles to the outbox worker (which logs
-    the alert it cannot show)."""
-    views = views_of([created])
-    return views[0] if views else None
-
-
-async def _open(connection: AsyncConnection, *, settings: Settings, values: dict, opening, event_id: uuid.UUID):
-    """Insert the alert that `opening` selects (the columns of `values`) with its `opened` event;
-    its consoles' view comes back with the commit (no read after it), None if nothing was inserted."""
-    inserted = (pg.insert(alerts).from_select(list(values), opening)
-                .on_conflict_do_nothing(constraint="alerts_user_sos").returning(*alerts.c)
-                .cte("inserted"))
-    recorded = outbox.add_after(inserted, settings=settings, event_id=event_id, kind="opened")
-    return (await connection.execute(
-        select_views(inserted, track_points=settings.alert_track_points).add_cte(recorded))).first()
+def _created(created, *, sos_id: uuid.UUID, event_id: uuid.UUID) -> Raised:
+    return Raised(created.alert_id, sos_id, "open", created=True, event_id=event_id, view=opening.shown(created),
+                  trip_id=created.trip_id, trip_marked=created.trip_marked)
 
 
 def _alert_id(value: object) -> uuid.UUID:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.alerts import tripcontext
 from server.core import wire
 from server.accounts.staff import Staff
 from server.core.tables import ALERT_UNFINISHED, alert_notes, alerts, audit_reads, pings, precincts, users
@@ -69,18 +70,28 @@ async def load(*, connection: AsyncConnection, track_points: int, alert_ids: lis
     return views_of(await connection.execute(query))
 
 
-def select_views(source, *, track_points: int):
+def select_views(source, *, track_points: int, marked_trip=None):
     """The query of the views of the alerts in `source`: the alerts table, or a CTE returning
-    its columns (the insert that raises an alert, which is then shown without another read)."""
-    track, notes = _track_of_each(source, track_points), _notes_of_each(source)
+    its columns (the insert that raises an alert, which is then shown without another read;
+    `marked_trip`, that statement's `tripcontext.marking`)."""
+    end = sa.func.coalesce(source.c.ended_at, NO_END)
+    track = _fixes_of_each(source, since=source.c.opened_at - TRACK_LEAD, until=end, points=track_points,
+                           name="track")
+    trip = tripcontext.trip_of_each(source, marked=marked_trip)
+    # The trip's fixes since check-in, to its end or the alert's, whichever is sooner (DESIGN rule 8).
+    trip_end = sa.func.least(sa.func.coalesce(trip.c.trip_ended_at, NO_END), end)
+    trip_track = _fixes_of_each(source, since=trip.c.trip_started_at, until=trip_end, points=track_points,
+                                name="trip_track", outer=trip)
+    notes = _notes_of_each(source)
     return (
         sa.select(source, users.c.name.label("user_name"), users.c.phone.label("user_phone"),
                   precincts.c.name.label("precinct_name"),
                   sa.func.ST_Y(source.c.location).label("lat"), sa.func.ST_X(source.c.location).label("lon"),
-                  *track.c, *notes.c)
+                  *track.c, *notes.c, *trip.c, *trip_track.c)
         .select_from(source.join(users, users.c.user_id == source.c.user_id)
                      .outerjoin(precincts, precincts.c.precinct_id == source.c.precinct_id)
-                     .join(track, sa.true()).join(notes, sa.true()))
+                     .join(track, sa.true()).join(notes, sa.true())
+                     .outerjoin(trip, sa.true()).join(trip_track, sa.true()))
         .order_by(source.c.opened_at)
     )
 
@@ -89,26 +100,27 @@ def _ordered(column, by):
     return sa.func.array_agg(pg.aggregate_order_by(column, by))
 
 
-def _track_of_each(source, points: int):
-    """Per alert: its user's recent plausible fixes (newest `points`, from a while before the
-    SOS until its end), as arrays oldest first. A finished alert shows no fix taken or received
-    after it ended (DESIGN rule 8: positions only while the alert is unfinished)."""
-    end = sa.func.coalesce(source.c.ended_at, NO_END)
+def _fixes_of_each(source, *, since, until, points: int, name: str, outer=None):
+    """Per alert: its user's plausible fixes with device time in [since, until] and received by
+    `until` (newest `points`), as arrays oldest first. A finished alert shows no fix taken or
+    received after it ended (DESIGN rule 8: positions only while the alert is unfinished).
+    Its columns are `name` with _lat, _lon, _acc, _ts; `outer`: another lateral of the same
+    query that `since` and `until` read."""
     recent = (
         sa.select(sa.func.ST_Y(pings.c.location).label("lat"), sa.func.ST_X(pings.c.location).label("lon"),
                   pings.c.accuracy_m, pings.c.device_ts)
-        .where(pings.c.user_id == source.c.user_id, pings.c.device_ts >= source.c.opened_at - TRACK_LEAD,
-               pings.c.device_ts <= end, pings.c.received_at <= end, pings.c.suspect.is_(None))
+        .where(pings.c.user_id == source.c.user_id, pings.c.device_ts >= since,
+               pings.c.device_ts <= until, pings.c.received_at <= until, pings.c.suspect.is_(None))
         .order_by(pings.c.device_ts.desc()).limit(points)
-        .correlate(source)
-        .subquery("recent")
+        .correlate(*(source,) if outer is None else (source, outer))
+        .subquery(f"{name}_recent")
     )
     return sa.select(
-        _ordered(recent.c.lat, recent.c.device_ts).label("track_lat"),
-        _ordered(recent.c.lon, recent.c.device_ts).label("track_lon"),
-        _ordered(recent.c.accuracy_m, recent.c.device_ts).label("track_acc"),
-        _ordered(recent.c.device_ts, recent.c.device_ts).label("track_ts"),
-    ).lateral("track")
+        _ordered(recent.c.lat, recent.c.device_ts).label(f"{name}_lat"),
+        _ordered(recent.c.lon, recent.c.device_ts).label(f"{name}_lon"),
+        _ordered(recent.c.accuracy_m, recent.c.device_ts).label(f"{name}_acc"),
+        _ordered(recent.c.device_ts, recent.c.device_ts).label(f"{name}_ts"),
+    ).lateral(name)
 
 
 def _notes_of_each(source):
@@ -134,10 +146,15 @@ def views_of(rows) -> list[View]:
     return views
 
 
+def _points(lats, lons, accuracies, moments) -> list[dict]:
+    return [{"lat": lat, "lon": lon, "acc": acc, "ts": wire.format_time(ts)}
+            for lat, lon, acc, ts in zip(lats or (), lons or (), accuracies or (), moments or ())]
+
+
 def view_of(row) -> View:
-    track = [{"lat": lat, "lon": lon, "acc": acc, "ts": wire.format_time(ts)}
-             for lat, lon, acc, ts in zip(row.track_lat or (), row.track_lon or (), row.track_acc or (),
-                                          row.track_ts or ())]
+    track = _points(row.track_lat, row.track_lon, row.track_acc, row.track_ts)
+    trip = tripcontext.trip_of(
+        row, _points(row.trip_track_lat, row.trip_track_lon, row.trip_track_acc, row.trip_track_ts))
     notes = [{"author": author, "text": text, "at": wire.format_time(at)}
              for author, text, at in zip(row.note_authors or (), row.note_texts or (), row.note_times or ())]
     shown, omitted = _newest_within(notes, NOTES_SHOWN_BYTES)
@@ -153,7 +170,7 @@ def view_of(row) -> View:
         "location": _location(row),
         "precinct": None if row.precinct_id is None else {
             "id": row.precinct_id, "name": row.precinct_name, "out_of_area": row.out_of_area},
-        "trip": row.trip,
+        "trip": trip,
         "track": track,
         "note": row.note,
         "notes": shown,
