@@ -199,12 +199,12 @@ class PhoneSession:
         if self.ledger.failed and isinstance(frame, wire.Ping | wire.Batch):
             return  # the writer is closing with 1011: the phone resends these from acked_seq
         if isinstance(frame, wire.Ping):
-            refusals = intake.take((frame,))
+            refused = intake.take((frame,))
         elif isinstance(frame, wire.Batch):
-            refusals = intake.take(frame.pings)
+            refused = intake.take(frame.pings)
         else:
             raise refusals.Conflict("already authenticated", field="type")
-        for refusal in refusals:
+        for refusal in refused:
             self._send(wire.encode(refusal.frame()))
 
     async def _alert_frame(self, frame: wire.Sos | wire.SosCancel, intake: Intake) -> None:
