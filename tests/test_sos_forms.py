@@ -56,7 +56,8 @@ def _row(alert_id: str, *, visible_precincts) -> SimpleNamespace:
         trip_id=None, trip_kind=None, trip_track_lat=None, trip_track_lon=None, trip_track_acc=None,
         trip_track_ts=None, track_lat=None, track_lon=None, track_acc=None, track_ts=None, note_authors=None,
         note_texts=None, note_times=None, notes_omitted=0, note=None, escalation_level=0, acknowledged_by=None,
-        resolved_by=None, outcome=None, visible_precincts=visible_precincts, phone_status="open", repeats=0)
+        resolved_by=None, outcome=None, visible_precincts=visible_precincts, phone_status="open", repeats=0,
+        reason="sos")
 
 
 @pytest.mark.no_services
