@@ -75,6 +75,13 @@ def install(app: FastAPI) -> None:
         # 400: FastAPI could not read the body (not JSON, or nested past any reader's depth).
         code = {400: "bad_json", 404: "not_found", 405: "not_found", 401: "unauthorized",
                 403: "forbidden"}.get(error.status_code, "invalid_field")
-        # Its headers too: a 405 must say which methods are allowed (RFC 9110).
+        # Its headers too: a 405 must say which methods are allowed (RFC 9110): every route of the
+        # path, not only the first one Starlette found (GET and POST of a path are two routes).
+        headers = error.headers
+        if error.status_code == 405:
+            allowed = {method for route in request.app.router.routes
+                       if getattr(route, "path_regex", None) is not None and route.path_regex.match(request.url.path)
+                       for method in (getattr(route, "methods", None) or ())}
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
         return JSONResponse({"type": "error", "code": code, "message": str(error.detail)},
-                            status_code=error.status_code, headers=error.headers)
+                            status_code=error.status_code, headers=headers)

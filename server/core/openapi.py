@@ -96,6 +96,27 @@ SOS_BODY = body({
         "note": {"description": f"text, kept to {wire.NOTE_MAX_CHARS} characters"},
     },
 })
+TRIP = {
+    "type": "object", "required": ["kind"],
+    "properties": {
+        "kind": {"enum": ["taxi", "hike", "walk"]},
+        "plate": {"type": "string", "description": "a taxi's licence plate, e.g. ABC-1234 (required for a taxi)"},
+        "driver_name": {"type": "string"}, "vehicle": {"type": "object", "properties": {
+            "make": {"type": "string"}, "colour": {"type": "string"}}},
+        "destination": {"type": "object", "required": ["lat", "lon"], "properties": {"lat": NUMBER, "lon": NUMBER}},
+        "eta": {"description": "epoch milliseconds or RFC 3339, ahead (required for a walk)"},
+        "expected_return": {"description": "epoch milliseconds or RFC 3339, ahead (required for a hike)"},
+        "planned_route": {"type": "object", "description": "a GeoJSON LineString, at most 10,000 positions"},
+        "replace": {"type": "boolean", "description": "end the unfinished trip and start this one"},
+    },
+}
+# JSON, or multipart with the check-in as its `trip` part and a GPX or GeoJSON file as its `route` part.
+TRIP_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": TRIP},
+    "multipart/form-data": {"schema": {"type": "object", "required": ["trip"], "properties": {
+        "trip": {"type": "string", "description": "the check-in as JSON"},
+        "route": {"type": "string", "format": "binary", "description": "a GPX or GeoJSON file, at most 5 MiB"}}}},
+}}}
 ACK = {"description": "the cumulative ack and the refusals of single pings", "content": {"application/json": {
     "schema": {"type": "object", "required": ["type", "seq", "errors"], "properties": {
         "type": {"const": "ack"}, "seq": {"type": "integer"},

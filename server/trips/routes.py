@@ -1,6 +1,7 @@
 """Trips over HTTP (Bearer device token): check in (JSON, or multipart with a route file),
 end, list, read, and the logged route as GeoJSON or GPX."""
 
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -42,7 +43,8 @@ async def _read_checkin(request: Request) -> tuple[wire.TripFields, list[tuple[f
     return fields, vertices
 
 
-@router.post("/v1/trips", status_code=201, responses=openapi.refusals(400, 401, 409, 413, 422))
+@router.post("/v1/trips", status_code=201, openapi_extra=openapi.TRIP_BODY,
+             responses=openapi.refusals(400, 401, 409, 413, 422))
 async def start_trip(request: Request, device: Device) -> dict:
     """Check in a taxi ride, a hike or a walk: answered like `trip_start` on the socket."""
     services = request.app.state.services
@@ -54,7 +56,7 @@ async def start_trip(request: Request, device: Device) -> dict:
 
 
 @router.post("/v1/trips/{trip_id}/end", responses=openapi.refusals(401, 404, 409, 422))
-async def end_trip(trip_id: str, request: Request, device: Device) -> dict:
+async def end_trip(trip_id: uuid.UUID, request: Request, device: Device) -> dict:
     services = request.app.state.services
     trip = await service.end(engine=services.engine, user_id=device.user_id, trip_id=trip_id,
                              listener=services.trip_listener)
@@ -70,7 +72,7 @@ async def list_trips(request: Request, device: Device) -> dict:
 
 
 @router.get("/v1/trips/{trip_id}", responses=openapi.refusals(401, 404, 422))
-async def get_trip(trip_id: str, request: Request, device: Device) -> dict:
+async def get_trip(trip_id: uuid.UUID, request: Request, device: Device) -> dict:
     async with db.autocommit(request.app.state.services.engine) as connection:
         trip = await service.get(connection=connection, user_id=device.user_id, trip_id=trip_id)
     return trip.frame()
@@ -79,7 +81,7 @@ async def get_trip(trip_id: str, request: Request, device: Device) -> dict:
 @router.get("/v1/trips/{trip_id}/track", response_class=Response,
             responses={200: openapi.TRACK, **openapi.refusals(401, 404, 422)})
 async def trip_track(
-    trip_id: str, request: Request, device: Device,
+    trip_id: uuid.UUID, request: Request, device: Device,
     format: Literal["geojson", "gpx"] = "geojson",
     simplify_m: Annotated[float | None, Query(ge=0, le=MAX_SIMPLIFY_M, allow_inf_nan=False)] = None,
 ) -> Response:
