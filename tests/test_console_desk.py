@@ -307,3 +307,24 @@ async def test_whatever_the_phone_sent_about_a_trip_is_shown_as_text_and_bad_geo
     for phone in (odd, hostile, broken):
         await phone.close()
     assert page.errors == []
+
+
+async def test_logging_out_while_the_map_zooms_and_flies_leaves_no_page_error_and_a_working_desk(server, engine, page):
+    await add_staff(engine, "command", role="command")
+    await page.goto(f"{server.url}/console")
+    await log_in(page, "command")
+    phone, alert_id = await raise_sos(server, "Mei Wu", at=BEITOU)
+    await expect(queued(page, alert_id)).to_be_visible()
+    await page.click(".leaflet-control-zoom-in")  # a zoom animation under way
+    await page.click("#logout")
+    await expect(page.locator("#login")).to_be_visible()
+    await log_in(page, "command")
+    await queued(page, alert_id).click()  # a flight under way
+    await page.click("#logout")
+    await expect(page.locator("#login")).to_be_visible()
+    await page.wait_for_timeout(1500)  # past the end of both animations
+    await log_in(page, "command")
+    await select_and_settle(page, alert_id)
+    assert inside(await box(page, "[data-testid=alert-marker]"), await box(page, "#map"))
+    await phone.close()
+    assert page.errors == []

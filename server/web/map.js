@@ -11,7 +11,7 @@ const deskMap = (() => {
   let shownId = null;
   let flightEndsMs = 0;  // a live position during a flight must not cut it short with a pan
   let framed = false;  // the view is still the one fitted to the shown alert: no hand has moved it since
-  let resizes = null;
+  let backdrop = null;  // the open desk's basemap (and tiles); null while no desk is open
 
   function points(alert) {
     const track = (alert.track || []).map((point) => [point.lat, point.lon]);
@@ -102,38 +102,47 @@ const deskMap = (() => {
     return layer;
   }
 
-  function open(me, outlines) {
-    close();
+  // One Leaflet map for the page's life, emptied when the desk closes: a removed map still runs the
+  // timer of a zoom animation under way, which then fails on the map it lost (a page error).
+  function create() {
     // Quarter zoom steps: fitting an alert's parts to whole zoom levels could leave them in half the map.
-    map = L.map("map", { zoomControl: true, maxZoom: 19, zoomSnap: 0.25 }).setView([25.05, 121.55], 11);
+    map = L.map("map", { zoomControl: true, maxZoom: 19, zoomSnap: 0.25 });
     L.control.scale({ imperial: false }).addTo(map);
-    if (me.tile_url) L.tileLayer(me.tile_url, { maxZoom: 19 }).addTo(map);
-    const basemap = L.geoJSON(outlines, {
-      style: { color: "#1c2a3a", weight: 1, fillColor: "#c9d6e3", fillOpacity: 0.5 },
-      onEachFeature: (feature, layer) => layer.bindTooltip(userText(feature.properties.name)) }).addTo(map);
-    if (outlines.features.length) map.fitBounds(basemap.getBounds());
     // A hand on the map (drag, wheel, a zoom button, keys) makes the view the dispatcher's own.
     for (const gesture of ["pointerdown", "wheel", "keydown"]) {
       map.getContainer().addEventListener(gesture, () => { framed = false; }, { passive: true });
     }
     // The desk's columns and the window change size; Leaflet must know, or it draws off-centre. A
     // view still fitted to the selected alert is fitted again, or a narrower window cuts it off.
-    resizes = new ResizeObserver(() => {
-      if (!map) return;
+    new ResizeObserver(() => {
       map.invalidateSize();
-      if (framed && layers.length) map.fitBounds(extent(), { ...FLY, animate: false });
-    });
-    resizes.observe(map.getContainer());
+      if (backdrop && framed && layers.length) map.fitBounds(extent(), { ...FLY, animate: false });
+    }).observe(map.getContainer());
+  }
+
+  function open(me, outlines) {
+    close();
+    if (!map) create();
+    const basemap = L.geoJSON(outlines, {
+      style: { color: "#1c2a3a", weight: 1, fillColor: "#c9d6e3", fillOpacity: 0.5 },
+      onEachFeature: (feature, layer) => layer.bindTooltip(userText(feature.properties.name)) });
+    backdrop = [basemap];
+    if (me.tile_url) backdrop.unshift(L.tileLayer(me.tile_url, { maxZoom: 19 }));
+    for (const layer of backdrop) layer.addTo(map);
+    map.invalidateSize();  // the desk was hidden until now: the map's size is new
+    if (outlines.features.length) map.fitBounds(basemap.getBounds(), { animate: false });
+    else map.setView([25.05, 121.55], 11, { animate: false });
   }
 
   function close() {
-    if (resizes) resizes.disconnect();
-    if (map) map.remove();
-    map = null;
-    resizes = null;
-    layers = [];
+    if (!map) return;
+    map.stop();
+    clear();
+    for (const layer of backdrop || []) layer.remove();
+    backdrop = null;
     shownId = null;
     framed = false;
+    delete map.getContainer().dataset.settled;
   }
 
   function clear() {
@@ -142,7 +151,7 @@ const deskMap = (() => {
   }
 
   function show(alert) {
-    if (!map) return;
+    if (!backdrop) return;
     clear();
     const container = map.getContainer();
     if (!alert) { shownId = null; framed = false; delete container.dataset.settled; return; }
