@@ -9,14 +9,14 @@ import asyncio
 import json
 import re
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from playwright.async_api import Page, expect
 
 from tests.browser import box, chromium_page, inside, log_in
-from tests.servers import TAIPEI_101, add_staff, until_ack
+from tests.servers import TAIPEI_101, add_staff, connect_phone, create_user, sos_frame, until_ack, until_type
 from tests.test_console_page import BEITOU, HOSTILE_NAMES, queued, raise_sos
 
 # Counts the intervals the page keeps running, so a test can tell one timer from one per row.
@@ -326,5 +326,41 @@ async def test_logging_out_while_the_map_zooms_and_flies_leaves_no_page_error_an
     await log_in(page, "command")
     await select_and_settle(page, alert_id)
     assert inside(await box(page, "[data-testid=alert-marker]"), await box(page, "#map"))
+    await phone.close()
+    assert page.errors == []
+
+
+async def test_an_sos_during_a_real_taxi_ride_shows_its_plate_driver_route_and_destination_on_the_desk(
+        server, engine, page):
+    """End to end, no frame rewritten: the phone checks in a taxi (plate typed loosely, a planned
+    route, a destination), drives, raises an SOS; the dispatcher sees the ride."""
+    await add_staff(engine, "command", role="command")
+    await page.goto(f"{server.url}/console")
+    await log_in(page, "command")
+    _, token = create_user(server, name="Lin Mei")
+    phone, _ = await connect_phone(server, token)
+    route = [[TAIPEI_101[1], TAIPEI_101[0]], [121.545, 25.040], [MAIN_STATION[1], MAIN_STATION[0]]]
+    eta = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
+    await phone.send(json.dumps({"type": "trip_start", "kind": "taxi", "plate": "abc 1234", "driver_name": "Wang Da-ming",
+                                 "vehicle": {"make": "Toyota Wish", "colour": "yellow"}, "eta": eta,
+                                 "destination": {"lat": MAIN_STATION[0], "lon": MAIN_STATION[1]},
+                                 "planned_route": {"type": "LineString", "coordinates": route}}))
+    await until_type(phone, "trip_started")
+    now_ms = int(time.time() * 1000)
+    for seq in range(3):
+        await ping(phone, seq, TAIPEI_101[0] + 0.0005 * seq, TAIPEI_101[1] - 0.001 * seq, 8.0, now_ms + seq)
+    await phone.send(json.dumps(sos_frame()))
+    alert_id = (await until_type(phone, "sos_ack"))["alert_id"]
+    await expect(queued(page, alert_id).locator(".trip")).to_have_text("Taxi ride ABC-1234")
+    await select_and_settle(page, alert_id)
+    trip = page.locator("#facts .trip")
+    await expect(trip.locator(".plate")).to_have_text("ABC-1234")
+    await expect(trip.locator(".driver")).to_have_text("Driver Wang Da-ming")
+    await expect(trip.locator(".vehicle")).to_have_text("Vehicle Toyota Wish, yellow")
+    map_box = await box(page, "#map")
+    for part in ("alert-marker", "trip-route", "trip-destination"):
+        assert inside(await box(page, f"[data-testid={part}]"), map_box), f"{part} is in view"
+    assert await page.locator("[data-testid=trip-route]").get_attribute("stroke-dasharray")
+    await page.screenshot(path="/tmp/page-desk-real-taxi.png")
     await phone.close()
     assert page.errors == []
