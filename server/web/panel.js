@@ -125,11 +125,23 @@ const panel = (() => {
     }
   }
 
+  // What raised an alert other than the SOS button (`reason` in the Alert).
+  const RAISED_BY = {
+    overdue: "Raised automatically: the trip is overdue and the phone did not answer “are you safe?” in time.",
+    duress: "Raised by the duress PIN given in answer to “are you safe?”: the phone was told all is well.",
+  };
+
   function describe(alert) {
     const where = alert.location;
     facts.innerHTML = `${alert.duress ? '<p class="duress">DURESS: the user cancelled under threat. The alert goes on.</p>' : ""}
-      <div class="trip" hidden></div><h3></h3><p class="who"></p><p class="said" hidden></p><p class="where"></p>
+      <p class="reason" hidden></p><div class="trip" hidden></div><h3></h3><p class="who"></p><p class="said" hidden></p><p class="where"></p>
       <p class="fix"></p><p class="when"><span class="clock"></span> · <span class="age"></span></p>`;
+    const reason = RAISED_BY[alert.reason];
+    if (reason) {
+      const line = facts.querySelector(".reason");
+      line.hidden = false;
+      line.textContent = reason;
+    }
     facts.querySelector("h3").append(userText(alert.user.name), ` · ${alert.status}`);
     facts.querySelector(".who").append("Phone ", userText(alert.user.phone));
     if (alert.note) {
