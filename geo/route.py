@@ -155,17 +155,26 @@ class OffRoute:
 
 def observe(state: OffRoute, *, distance_m: float, plausible: bool,
             limits: OffRouteLimits = OffRouteLimits()) -> tuple[OffRoute, Turn | None]:
-    """The state after one fix, and the turn it made (None: nothing to tell anyone).
+    """The state after one fix `distance_m` from the route, and the turn it made (None:
+    nothing to tell anyone). A distance that is NaN neither counts nor resets. See `observe_far`."""
+    if math.isnan(distance_m):
+        return state, None
+    return observe_far(state, far=distance_m > limits.threshold_m, plausible=plausible, limits=limits)
+
+
+def observe_far(state: OffRoute, *, far: bool, plausible: bool,
+                limits: OffRouteLimits = OffRouteLimits()) -> tuple[OffRoute, Turn | None]:
+    """The state after one fix that is `far` (beyond `limits.threshold_m`: `Route.farther_than`)
+    or not, and the turn it made.
 
     An implausible fix (a teleport, a stale or vague fix: `rules.suspicions` not empty)
-    neither counts nor resets: one bad fix neither raises nor clears the alarm. Nor does a
-    distance that is NaN. A plausible fix within `threshold_m` clears the count, and turns
-    the hiker back ON_ROUTE if they were off; the `fixes`-th consecutive one beyond it turns
-    them OFF_ROUTE.
+    neither counts nor resets: one bad fix neither raises nor clears the alarm. A plausible
+    fix within the threshold clears the count, and turns the hiker back ON_ROUTE if they
+    were off; the `fixes`-th consecutive one beyond it turns them OFF_ROUTE.
     """
-    if not plausible or math.isnan(distance_m):
+    if not plausible:
         return state, None
-    if distance_m <= limits.threshold_m:
+    if not far:
         return OffRoute(), (Turn.ON_ROUTE if state.off_route else None)
     far_fixes = min(state.far_fixes + 1, limits.fixes)
     if state.off_route or far_fixes < limits.fixes:

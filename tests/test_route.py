@@ -247,3 +247,15 @@ def test_the_off_route_check_agrees_with_the_distance(north_m, east_m, threshold
     distance_m = planned.distance_m(lat, lon)
     assume(abs(distance_m - threshold_m) > 0.01)
     assert planned.farther_than(lat, lon, threshold_m) == (distance_m > threshold_m)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=st.lists(st.tuples(st.floats(0, 1000, allow_nan=False), st.booleans()), max_size=12))
+def test_observing_far_or_not_turns_exactly_as_observing_the_distance(steps):
+    limits = OffRouteLimits()
+    by_distance = by_far = OffRoute()
+    for distance_m, plausible in steps:
+        by_distance, turn = route.observe(by_distance, distance_m=distance_m, plausible=plausible, limits=limits)
+        by_far, far_turn = route.observe_far(by_far, far=distance_m > limits.threshold_m, plausible=plausible,
+                                             limits=limits)
+        assert (by_far, far_turn) == (by_distance, turn)

@@ -195,8 +195,8 @@ class Progress:
         if route is None:
             entry.has_route = False
             return
-        standing, turn = routes.observe(entry.standing, distance_m=route.distance_m(fix.lat, fix.lon),
-                                        plausible=True, limits=self._limits)
+        far = route.farther_than(fix.lat, fix.lon, self._limits.threshold_m)
+        standing, turn = routes.observe_far(entry.standing, far=far, plausible=True, limits=self._limits)
         if standing == entry.standing:
             return
         entry.standing = standing
