@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from geo import rules
 from geo.fix import Fix
 from server.accounts import pins
-from server.alerts import jurisdictions, opening, outbox, repeats
+from server.alerts import jurisdictions, opening, outbox, repeats, tripcontext
 from server.core import db, fields, refusals, wire
 from server.positions import history
 from server.alerts.view import UNFINISHED, View, visible_to
@@ -342,6 +342,8 @@ async def cancel(*, engine: AsyncEngine, settings: Settings, user_id: uuid.UUID,
             await connection.execute(alerts.update().where(alerts.c.alert_id == alert_id)
                                      .values(updated_at=sa.func.now(), **values))
             await outbox.add(connection=connection, settings=settings, alert_id=alert_id, kind="updated")
+            # Both PINs alike: the trip the alert marked goes on, as the phone must see it.
+            await tripcontext.unmark(connection, alert_id=alert_id, grace_s=settings.trip_grace_s)
     refusal = verdict.refusal()
     if refusal is not None:
         raise refusal

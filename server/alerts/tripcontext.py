@@ -11,6 +11,8 @@ route cut down for display so that an Alert stays well within a console's frame.
 """
 
 import json
+import uuid
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -51,6 +53,19 @@ def marking(inserted):
             .values(status="alert", alert_id=held.c.alert_id, updated_at=sa.func.now())
             .returning(trips.c.trip_id, trips.c.status)
             .cte("marked_trip"))
+
+
+async def unmark(connection, *, alert_id, grace_s: float) -> uuid.UUID | None:
+    """The user cancelled `alert_id` (either PIN: the phone cannot be told apart): the trip it
+    marked goes on, `active`, its timer kept, or restarted from now plus the grace if it had
+    run out (the cancel says the user is well, as `safe` would). Returns the trip's id."""
+    grace = sa.literal(timedelta(seconds=grace_s), sa.Interval)
+    return await connection.scalar(
+        trips.update().where(trips.c.alert_id == alert_id, trips.c.status == "alert")
+        .values(status="active", alert_id=None, answer_by=None, updated_at=sa.func.now(),
+                due_at=sa.case((sa.or_(trips.c.answer_by.is_not(None), trips.c.due_at < sa.func.now()),
+                                sa.func.now() + grace), else_=trips.c.due_at))
+        .returning(trips.c.trip_id))
 
 
 def _shown_route(route):

@@ -28,6 +28,7 @@ from notifier.hub import PHONE_FRAME, Event
 from server.accounts import auth
 from server.alerts import service as alerts
 from server.trips import frames as trip_frames
+from server.trips import service as trip_service
 from server.core import db, errors, refusals, wire
 from server.positions import history
 from server.alerts.view import UNFINISHED
@@ -59,6 +60,7 @@ class PhoneSession:
         self._fast: set[str] = set()
         # trip id → the status this phone was last told of it (in an answer to its own frame or live).
         self._trips_told: dict[str, str] = {}
+        self._trip_tasks: set[asyncio.Task] = set()
 
     async def run(self) -> None:
         await self._ws.accept()
@@ -117,7 +119,7 @@ class PhoneSession:
                 del sockets[device.device_id]
             hub.remove_phone(str(device.user_id), self._on_event)
             self._closing = True
-            await cancel_and_wait(self._writer)
+            await cancel_and_wait(self._writer, *self._trip_tasks)
 
     async def close_replaced(self) -> None:
         """A newer socket of this device took over: close this one with a code that says so
@@ -244,12 +246,32 @@ class PhoneSession:
             self._send(wire.encode(raised.frame()))
             if raised.phone_status in UNFINISHED:
                 self._report_fast(str(raised.alert_id))
+            if raised.created and raised.trip_marked:
+                self._tell_trip()
         else:
             # Both PINs get these same frames, at once and in this order, and nothing about this
             # alert after them (DESIGN, duress): whoever holds the phone cannot tell which was used.
             self._told[str(alert_id)] = "cancelled"
             self._send(wire.encode({"type": "alert_status", "alert_id": str(alert_id), "status": "cancelled"}))
             self._report_slow(str(alert_id))
+            self._tell_trip()  # a trip the alert marked goes on (either PIN)
+
+    def _tell_trip(self) -> None:
+        """An alert frame changed the user's trip (marked `alert`, or back to `active`): the phone
+        and the watchers hear it from the trip listener, after the alert frame's own answer."""
+        task = asyncio.create_task(self._read_and_tell_trip(), name="phone-trip-change")
+        self._trip_tasks.add(task)
+        task.add_done_callback(self._trip_tasks.discard)
+
+    async def _read_and_tell_trip(self) -> None:
+        try:
+            async with db.autocommit(self._services.engine) as connection:
+                trip = await trip_service.unfinished(connection=connection, user_id=self._device.user_id)
+        except db.STORAGE_ERRORS as error:  # the watchers read it at their next recheck
+            log.warning("trip change not told: %s", db.describe(error))
+            return
+        if trip is not None and self._services.trip_listener is not None:
+            self._services.trip_listener.changed(trip)
 
     async def _trip_frame(self, frame) -> None:
         """A trip frame: answered on its own transaction, not queued behind the pings. Raises

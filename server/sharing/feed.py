@@ -104,7 +104,9 @@ class TripFeed(OwnedTask):
             frame = event.frame
             self._note(event.user_id, event.trip_id, started_at=datetime.fromisoformat(frame["started_at"]),
                        updated_at=datetime.fromisoformat(frame["updated_at"]), unfinished=frame["unfinished"])
-        elif event.type == "alert_opened":
+        elif event.type == "alert_opened" and event.phone_status != "cancelled":
+            # (A duress alert is `cancelled` to the phone from the start: nothing the phone can
+            # open, its own share link included, may show it.)
             following = self.following.get(event.user_id)
             opened_at = event.frame.get("alert", {}).get("opened_at")
             if following is None or opened_at is None or datetime.fromisoformat(opened_at) < following.started_at:

@@ -20,7 +20,8 @@ from server.alerts import service as alerts
 from server.alerts.relay import Relay
 from server.core import refusals, wire
 from server.core.config import Settings
-from server.core.tables import trips
+from server.core.tables import ALERT_UNFINISHED, trips
+from server.core.tables import alerts as alerts_table
 from server.trips import service, timers
 from server.trips.service import COLUMNS, Listener, Trip, from_row
 
@@ -35,6 +36,11 @@ def extension_s(extend_s: object, *, settings: Settings) -> float:
         raise refusals.InvalidField(f"extend_s is whole seconds, 1 to {settings.trip_max_extend_s:.0f}",
                                     field="extend_s")
     return float(extend_s)
+
+
+async def _duress_alert_open(connection, *, trip_id: uuid.UUID) -> bool:
+    return await connection.scalar(sa.select(sa.exists().where(
+        alerts_table.c.trip_id == trip_id, alerts_table.c.duress, alerts_table.c.status.in_(ALERT_UNFINISHED))))
 
 
 def duress_sos_id(trip: Trip) -> uuid.UUID:
@@ -69,7 +75,8 @@ async def safe(*, engine: AsyncEngine, settings: Settings, user_id: uuid.UUID, f
         if verdict in (pins.Verdict.NORMAL, pins.Verdict.DURESS):
             now = datetime.now(UTC)
             due_at = max(trip.due_at or now, now) + extend
-            if verdict is pins.Verdict.DURESS:
+            # One duress alert while it lasts: a resent frame (a dropped socket) raises no second.
+            if verdict is pins.Verdict.DURESS and not await _duress_alert_open(connection, trip_id=trip_id):
                 raised = await alerts.raise_alert(
                     engine=engine, settings=settings, device=timers.as_device(user_id), connection=connection,
                     sos=wire.SosFields(sos_id=str(duress_sos_id(trip)),

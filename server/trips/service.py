@@ -148,14 +148,19 @@ async def start(*, engine: AsyncEngine, settings: Settings, user_id: uuid.UUID, 
         "planned_route": None if checkin.planned_route is None else line(checkin.planned_route),
     }
     replaced = None
-    try:
-        async with engine.begin() as connection:
-            if checkin.replace:
-                replaced = await _finish(connection, user_id=user_id, status="ended")
-            row = (await connection.execute(trips.insert().values(**values).returning(*COLUMNS))).one()
-    except IntegrityError:
-        raise refusals.Conflict("another trip is unfinished: end it, or start with replace: true",
-                                field="kind") from None
+    # A replace races only another check-in of the same user (which then won): once more, then refuse.
+    for attempt in range(2 if checkin.replace else 1):
+        try:
+            async with engine.begin() as connection:
+                if checkin.replace:
+                    replaced = await _finish(connection, user_id=user_id, status="ended")
+                row = (await connection.execute(trips.insert().values(**values).returning(*COLUMNS))).one()
+            break
+        except IntegrityError:
+            if attempt == 1 or not checkin.replace:
+                raise refusals.Conflict("another trip is unfinished: end it, or start with replace: true"
+                                        if not checkin.replace else "another check-in of yours won meanwhile",
+                                        field="kind") from None
     trip = from_row(row)
     _tell(listener, replaced, trip)
     return trip
