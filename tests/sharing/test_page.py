@@ -2,8 +2,10 @@
 dead when its link expires. The screenshots (a taxi, a hike with its planned route, wide and narrow)
 are saved for a person to look at."""
 
+import asyncio
 import os
 import re
+import time
 
 import pytest
 from playwright.async_api import expect
@@ -85,4 +87,25 @@ async def test_the_page_goes_dead_when_the_link_expires(server, page):
     await page.reload()
     await expect(page.locator("body")).to_contain_text("This link has expired")
     assert page.errors == [] or all("410" in error for error in page.errors), page.errors
+    await phone.close()
+
+
+async def test_the_watcher_sees_the_ride_arrive_at_its_destination(fresh_server, page):
+    server = fresh_server(GUARDIAN_TRIP_ARRIVAL_DWELL_S="1", GUARDIAN_SWEEP_INTERVAL_S="0.2")
+    _, token = create_user(server)
+    phone, _ = await connect_phone(server, token)
+    destination = north(3)
+    trip_id = await start_trip(phone, taxi(destination={"lat": destination[0], "lon": destination[1]}))
+    await move(phone, 0, *north(0), ts_ms=int(time.time() * 1000))
+    await page.goto(shared(server, token, trip_id)["url"])
+    await expect(page.locator("#watch")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#status")).to_have_attribute("data-status", "active")
+    # At the destination (a plausible walk's pace away), and still there after the dwell: the
+    # ride ends by itself.
+    await asyncio.sleep(1.0)
+    await move(phone, 1, *destination, ts_ms=int(time.time() * 1000) + 60_000)
+    await move(phone, 2, *destination, ts_ms=int(time.time() * 1000) + 62_000)
+    await expect(page.locator("#status")).to_have_attribute("data-status", "arrived", timeout=10_000)
+    await expect(page.locator("#status")).to_have_text("Arrived")
+    assert page.errors == []
     await phone.close()
