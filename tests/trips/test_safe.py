@@ -95,6 +95,7 @@ async def test_guessing_the_pin_with_safe_hits_the_lockout(server, engine):
     assert locked["code"] == "rate_limited", "locked: even the right PIN waits"
     row = await trip_row(engine, trip_id)
     assert row["status"] == "active"
+    await phone.close()
 
 
 async def test_safe_without_pins_set_is_forbidden(server):
