@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 import uvicorn
 
+from server.core import logs
 from server.core.config import Settings
 
 cli = typer.Typer(help="Guardian operator commands.", no_args_is_help=True)
@@ -62,7 +63,7 @@ def serve(
 
     overrides = {key: value for key, value in {"host": host, "port": port}.items() if value is not None}
     settings = Settings(**overrides)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level)
     logging.getLogger(__name__).info("serving on http://%s:%d", settings.host, settings.port)
     app = create_app(settings)
     # The ingest allocates a few small objects per ping, and every open session and queued

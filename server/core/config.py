@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     console_origins: list[str] = []
+    # Guardian's own log lines from this level (DEBUG, INFO, WARNING, ...); libraries' from WARNING
+    # (server/core/logs.py).
+    log_level: str = "INFO"
 
     # Group commit of pings: a flush when this many rows wait, or this long after the first.
     # A full queue refuses ping frames (`rate_limited`): it bounds the queueing delay, about
