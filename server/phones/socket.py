@@ -341,7 +341,7 @@ class PhoneSession:
             self._report_slow(event.alert_id)
 
     def _close_erased(self) -> None:
-        """The account was erased (`accounts.erasure`, in any process): its token is gone, so is
+        """The account was erased (`privacy.erasure`, in any process): its token is gone, so is
         this socket (1008, as a bad token); the reader then sees the disconnect and ends."""
         self._closing = True
         task = asyncio.create_task(self._ws.close(errors.CLOSE_POLICY, "the account was erased"),
