@@ -28,6 +28,7 @@ from server.trips.progress import Progress
 from server.trips.pushes import ContactPushes
 from server.trips.timers import Timers
 from server.sharing import routes as share_routes
+from server.privacy import routes as privacy_routes
 from server.sharing import watcher
 from server.sharing.feed import TripFeed
 from server.core.config import Settings
@@ -147,6 +148,8 @@ def create_app(settings: Settings) -> FastAPI:
                 trip_feed=trip_feed,
                 trip_progress=progress,
                 share_creations=RateLimiter(rate_per_s=share_routes.SHARES_PER_S, burst=share_routes.SHARES_BURST),
+                exports=privacy_routes.Exports(RateLimiter(rate_per_s=privacy_routes.EXPORTS_PER_S,
+                                                           burst=privacy_routes.EXPORTS_BURST)),
             )
             yield
 
@@ -167,7 +170,7 @@ def create_app(settings: Settings) -> FastAPI:
     for storage_error in db.STORAGE_ERRORS:
         app.add_exception_handler(storage_error, storage_unavailable)
     for router in (users.router, pings.router, locations.router, sosroute.router, me.router, desk.router,
-                   trip_routes.router, share_routes.router):
+                   trip_routes.router, share_routes.router, privacy_routes.router):
         app.include_router(router)
     app.add_api_websocket_route("/v1/phone", phone.endpoint)
     app.add_api_websocket_route("/v1/console", console.endpoint)

@@ -47,3 +47,5 @@ class Services:
     trip_progress: object = None
     # Share links made per device (`POST /v1/trips/{id}/shares`).
     share_creations: RateLimiter | None = None
+    # Exports under way and allowed (`privacy.routes.Exports`).
+    exports: object = None

@@ -43,6 +43,7 @@ LAYERS = {
     "sharing": {"core", "accounts", "positions", "alerts", "trips"},
     "phones": {"core", "accounts", "positions", "alerts", "trips"},
     "console": {"core", "accounts", "positions", "alerts"},
+    "privacy": {"core", "accounts", "positions", "alerts", "trips", "sharing", "phones"},
 }
 
 

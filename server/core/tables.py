@@ -16,6 +16,9 @@ users = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("phone", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # Set by the erasure (`accounts.erasure`): the row stays as a tombstone, so that the alerts
+    # kept as the law-enforcement record keep their subject; nothing else of the user remains.
+    sa.Column("erased_at", sa.DateTime(timezone=True)),
 )
 
 devices = sa.Table(

@@ -41,6 +41,9 @@ if TYPE_CHECKING:  # the lifespan's bag of services is built above every domain
 
 log = logging.getLogger(__name__)
 
+# The phone frame (`Fanout.publish_to_phone`) an erasure sends to every process: never sent on,
+# it closes the user's sockets.
+ACCOUNT_ERASED = "account_erased"
 # Frames waiting for a phone that does not read; past this it is dropped.
 MAX_OUTBOX_FRAMES = 1000
 
@@ -310,6 +313,9 @@ class PhoneSession:
         if event.type == "alert_location" or self._closing:
             return
         if event.type == PHONE_FRAME:
+            if event.frame.get("type") == ACCOUNT_ERASED:
+                self._close_erased()
+                return
             self._send(event.text)
             return
         if event.trip_id is not None:
@@ -333,6 +339,15 @@ class PhoneSession:
             self._report_fast(event.alert_id)
         else:
             self._report_slow(event.alert_id)
+
+    def _close_erased(self) -> None:
+        """The account was erased (`privacy.erasure`, in any process): its token is gone, so is
+        this socket (1008, as a bad token); the reader then sees the disconnect and ends."""
+        self._closing = True
+        task = asyncio.create_task(self._ws.close(errors.CLOSE_POLICY, "the account was erased"),
+                                   name="phone-erased")
+        self._trip_tasks.add(task)
+        task.add_done_callback(self._trip_tasks.discard)
 
     def _refused(self, refusal: refusals.Refusal) -> None:
         """A queued ping that PostgreSQL refused: its error goes out before the ack passing it."""

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from geo.fix import Fix
-from server.core.tables import last_locations, pings, point
+from server.core.tables import last_locations, pings, point, users
 
 
 @dataclass(slots=True)
@@ -55,6 +55,12 @@ def _build_store_statement():
     rows = sa.select(*row.values()).subquery("row")
     stored = ("device_id", "user_id", "seq", "device_ts", "received_at")
     measures = ("accuracy_m", "altitude_m", "speed_mps", "heading_deg", "battery_pct")
+    # Only a user not erased: the lock (FOR KEY SHARE) waits for an erasure holding the user's row
+    # and then sees it erased, so a flush racing the erasure resurrects no fix (nor, below, the
+    # last location). Rows of an erased user are dropped like duplicates: the phone is being closed.
+    live_user = (sa.select(sa.literal(1)).select_from(users)
+                 .where(users.c.user_id == rows.c.user_id, users.c.erased_at.is_(None))
+                 .with_for_update(read=True, key_share=True).exists())
     inserted = (
         pg.insert(pings)
         .from_select(
@@ -64,7 +70,7 @@ def _build_store_statement():
                 point(rows.c.lat, rows.c.lon),
                 *(rows.c[name] for name in measures),
                 sa.func.string_to_array(rows.c.suspect, ","),
-            ),
+            ).where(live_user),
         )
         .on_conflict_do_nothing(index_elements=[pings.c.device_id, pings.c.seq])
         .returning(*(pings.c[name] for name in (*stored, "location", "accuracy_m", "speed_mps", "heading_deg",
@@ -198,3 +204,15 @@ async def all_last_locations(*, connection: AsyncConnection, chunk_rows: int = 5
     result = await connection.stream(sa.select(last_locations.c.user_id, *_fix_columns(last_locations)))
     async for chunk in result.partitions(chunk_rows):
         yield [(row.user_id, _to_fix(row)) for row in chunk]
+
+
+async def stream_track(*, connection: AsyncConnection, user_id: uuid.UUID, chunk_rows: int):
+    """Every fix of the user, oldest first, in lists of at most `chunk_rows` from a server-side
+    cursor (the caller's transaction): a year of fixes never sits in memory at once."""
+    result = await connection.stream(
+        sa.select(pings.c.seq, pings.c.altitude_m, pings.c.suspect, *_fix_columns(pings))
+        .where(pings.c.user_id == user_id).order_by(pings.c.device_ts, pings.c.seq)
+        .execution_options(yield_per=chunk_rows))
+    async for chunk in result.partitions(chunk_rows):
+        yield [StoredFix(seq=row.seq, fix=_to_fix(row, altitude_m=row.altitude_m), received_at=row.received_at,
+                         suspect=row.suspect) for row in chunk]
