@@ -46,11 +46,17 @@ class Cluster:
         self.start()
         self._psql("CREATE ROLE guardian LOGIN PASSWORD 'guardian'")
         self._psql(f"CREATE DATABASE {DATABASE} OWNER guardian")
-        self._psql("CREATE EXTENSION postgis", database=DATABASE)
+        self.add_extensions()
         env = {**env, "GUARDIAN_DATABASE_URL": self.url}
         subprocess.run([sys.executable, "-m", "server", "db", "upgrade"], env=env, check=True)
         subprocess.run([sys.executable, "-m", "server", "jurisdictions", "demo"], env=env, check=True,
                        stdout=subprocess.DEVNULL)
+
+    def add_extensions(self) -> None:
+        """PostGIS and pg_partman, as ops/services.sh makes them (as a superuser)."""
+        with open(os.path.join(os.path.dirname(__file__), "..", "ops", "extensions.sql")) as script:
+            self._as_postgres(f"{BIN}/psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                              "-d", DATABASE, "-v", "ON_ERROR_STOP=1", "-v", "role=guardian", input=script.read())
 
     def start(self) -> None:
         # fsync off: a crash of PostgreSQL (not of the machine) keeps what it wrote, which is
