@@ -236,3 +236,27 @@ async def test_pings_stored_during_a_drop_are_stored_once_and_none_lost(engine):
     rows = await count(engine, sa.select(sa.func.count()).where(pings.c.seq >= 1000))
     assert stored == rows == len(sent) > 0
     assert await count(engine, sa.select(sa.func.count()).where(pings.c.seq < 1000)) == 0
+
+
+async def test_a_server_drops_the_history_past_its_retention_as_it_starts(engine, fresh_server):
+    real_now = datetime.now(timezone.utc)
+    await retire(engine, real_now + 100 * DAY)  # no partition left that covers the real past
+    old_day = partitions.start_of_day(real_now) - 40 * DAY
+    async with engine.begin() as connection:
+        await partitions.make_ahead(connection=connection, now=old_day)
+    user_id, device_id = await add_user(engine), uuid.uuid4()
+    await store(engine, user_id=user_id, device_id=device_id, fixes=[(n, old_day + timedelta(hours=n)) for n in range(3)])
+    await store(engine, user_id=user_id, device_id=device_id, fixes=[(3, real_now)])  # no partition yet: the default
+
+    fresh_server()
+
+    async with engine.connect() as connection:
+        for _ in range(100):
+            names = {part.name for part in await partitions.list_partitions(connection=connection)}
+            await connection.commit()
+            if partition_name(old_day) not in names and partition_name(real_now) in names:
+                break
+            await asyncio.sleep(0.1)
+        assert partition_name(old_day) not in names and partition_name(real_now) in names
+        assert (await connection.execute(sa.select(pings.c.seq))).scalars().all() == [3]
+        assert await connection.scalar(sa.text(f"SELECT count(*) FROM {partition_name(real_now)}")) == 1

@@ -60,15 +60,20 @@ def upgrade() -> None:
     cutover = _scalar("SELECT date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + interval '2 days'")
     bound = f"'{cutover.isoformat()}'::timestamptz"
     with op.get_context().autocommit_block():
+        # Each step can run again after an attempt that stopped part way (a build left invalid is redone).
+        if _scalar("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass('pings_legacy_key')"):
+            op.execute("DROP INDEX CONCURRENTLY pings_legacy_key")
         op.execute("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS pings_legacy_key ON pings (device_id, seq, device_ts)")
         op.execute("CREATE TABLE IF NOT EXISTS pings_held (LIKE pings INCLUDING DEFAULTS, "
                    "PRIMARY KEY (device_id, seq, device_ts))")
-        op.execute(f"""
+        op.execute("""
             CREATE OR REPLACE FUNCTION pings_hold() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 INSERT INTO pings_held VALUES (NEW.*) ON CONFLICT DO NOTHING;
                 RETURN NULL;
             END $$""")
+        op.execute("DROP TRIGGER IF EXISTS pings_hold ON pings")
+        op.execute("ALTER TABLE pings DROP CONSTRAINT IF EXISTS pings_legacy_before")
         op.execute(f"CREATE TRIGGER pings_hold BEFORE INSERT ON pings FOR EACH ROW "
                    f"WHEN (NEW.device_ts >= {bound}) EXECUTE FUNCTION pings_hold()")
         op.execute(f"WITH moved AS (DELETE FROM pings WHERE device_ts >= {bound} RETURNING *) "
