@@ -123,7 +123,13 @@ def history_retire(now: str = typer.Option(None, help="Run as if it were this RF
                                           history_retention_days=settings.history_retention_days,
                                           alert_retention_days=settings.alert_retention_days)
 
-    done = asyncio.run(run())
+    from server.core import db
+
+    try:
+        done = asyncio.run(run())
+    except db.STORAGE_ERRORS as error:
+        typer.echo(f"retention run stopped ({db.describe(error)}); run it again", err=True)
+        raise typer.Exit(2) from None
     if not done.ran:
         typer.echo("another process is running the retention job; nothing done")
         raise typer.Exit(1)

@@ -21,17 +21,23 @@ from server.core.tables import (ALERT_UNFINISHED, alert_fixes, alert_notes, aler
 _COPIED = ("device_id", "seq", "device_ts", "received_at", "location", "accuracy_m")
 
 
-def _windows(user_id: uuid.UUID | None):
+# The end of the span an alert's tracks show, as the index `alerts_track_end` has it.
+TRACK_END = sa.func.coalesce(alerts.c.ended_at, view.NO_END)
+
+
+def _windows(user_id: uuid.UUID | None, since: datetime | None):
     """Per alert, the spans of device time its tracks show (as `select_views` bounds them): its
-    own, and its trip's (check-in to the trip's end or the alert's, whichever is sooner)."""
-    end = sa.func.coalesce(alerts.c.ended_at, view.NO_END)
+    own, and its trip's (check-in to the trip's end or the alert's, whichever is sooner). With
+    `since`, only the alerts whose tracks reach it, found along `alerts_track_end`."""
     own = sa.select(alerts.c.alert_id, alerts.c.user_id, (alerts.c.opened_at - view.TRACK_LEAD).label("since"),
-                    end.label("until"))
+                    TRACK_END.label("until"))
     trip = (sa.select(alerts.c.alert_id, alerts.c.user_id, trips.c.started_at.label("since"),
-                      sa.func.least(sa.func.coalesce(trips.c.ended_at, view.NO_END), end).label("until"))
+                      sa.func.least(sa.func.coalesce(trips.c.ended_at, view.NO_END), TRACK_END).label("until"))
             .select_from(alerts.join(trips, trips.c.trip_id == alerts.c.trip_id)))
     if user_id is not None:
         own, trip = own.where(alerts.c.user_id == user_id), trip.where(alerts.c.user_id == user_id)
+    if since is not None:
+        own, trip = own.where(TRACK_END >= since), trip.where(TRACK_END >= since)
     return sa.union_all(own, trip).subquery("window")
 
 
@@ -41,7 +47,7 @@ async def keep_tracks(*, connection: AsyncConnection, user_id: uuid.UUID | None 
     only, if given) whose device time is in [since, before); a fix already kept is skipped.
     Returns how many were copied. Call it, in the transaction that then removes them, before
     removing fixes from the history (a dropped partition, an erased user)."""
-    window = _windows(user_id)
+    window = _windows(user_id, since)
     chosen = sa.select(window.c.alert_id, *(pings.c[name] for name in _COPIED)).select_from(
         window.join(pings, sa.and_(pings.c.user_id == window.c.user_id, pings.c.device_ts >= window.c.since,
                                    pings.c.device_ts <= window.c.until, pings.c.received_at <= window.c.until,
@@ -62,8 +68,8 @@ async def remove_ended(*, connection: AsyncConnection, ended_before: datetime, b
     trip is the user's, not the record). Returns how many went."""
     gone = list((await connection.execute(
         sa.select(alerts.c.alert_id)
-        .where(alerts.c.ended_at < ended_before, alerts.c.status.not_in(ALERT_UNFINISHED))
-        .order_by(alerts.c.ended_at).limit(batch).with_for_update(skip_locked=True))).scalars())
+        .where(TRACK_END < ended_before, alerts.c.status.not_in(ALERT_UNFINISHED))
+        .order_by(TRACK_END).limit(batch).with_for_update(skip_locked=True))).scalars())
     if not gone:
         return 0
     await connection.execute(trips.update().where(trips.c.alert_id.in_(gone)).values(alert_id=None))

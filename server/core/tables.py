@@ -210,9 +210,11 @@ alerts = sa.Table(
     sa.Index("alerts_user_unfinished", "user_id", postgresql_where=sa.text("status IN ('open', 'acknowledged')")),
     sa.Index("alerts_escalation_due", "next_escalation_at",
              postgresql_where=sa.text("status = 'open' AND next_escalation_at IS NOT NULL")),
-    # Alerts past their own retention are found by their end (server/alerts/record.py).
-    sa.Index("alerts_ended_at", "ended_at", postgresql_where=sa.text("ended_at IS NOT NULL")),
 )
+
+# By the end of the span their tracks show (none yet: infinity): the alerts whose tracks reach into a
+# partition about to be dropped, and those past their own retention (server/alerts/record.py).
+sa.Index("alerts_track_end", sa.func.coalesce(alerts.c.ended_at, sa.literal_column("'infinity'::timestamptz")))
 
 # The fixes shown as an alert's tracks (its own and its trip's), copied out of `pings` before
 # the partition holding them is dropped, and kept as long as the alert (server/alerts/record.py).

@@ -10,7 +10,7 @@ grows with the table. In order:
    table: a row trigger holds them in `pings_held` (a few phones with a clock far ahead), those
    already there move to it, and a `CHECK (device_ts < cutover)` is added NOT VALID (a brief
    ACCESS EXCLUSIVE lock) and then validated (SHARE UPDATE EXCLUSIVE: the ingest goes on while
-   the table is read).
+   the table is read). The index the retention job finds alerts by is built CONCURRENTLY too.
 3. One short transaction: ACCESS EXCLUSIVE on today's table, which is renamed `pings_legacy`, its
    key swapped for the new unique index; a partitioned `pings` with the same indexes takes it as
    the partition FOR VALUES FROM (MINVALUE) TO (cutover), without a scan (the validated CHECK
@@ -80,6 +80,9 @@ def upgrade() -> None:
                    "INSERT INTO pings_held SELECT * FROM moved ON CONFLICT DO NOTHING")
         op.execute(f"ALTER TABLE pings ADD CONSTRAINT pings_legacy_before CHECK (device_ts < {bound}) NOT VALID")
         op.execute("ALTER TABLE pings VALIDATE CONSTRAINT pings_legacy_before")
+        # Concurrently: an SOS inserts into alerts, and never waits on a build.
+        op.execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS alerts_track_end "
+                   "ON alerts ((coalesce(ended_at, 'infinity'::timestamptz)))")
     op.execute("SET LOCAL TIME ZONE 'UTC'")
     op.execute("LOCK TABLE pings IN ACCESS EXCLUSIVE MODE")
     op.execute("DROP TRIGGER pings_hold ON pings")
@@ -139,13 +142,12 @@ def _create_alert_fixes() -> None:
         sa.Column("accuracy_m", sa.Float),
         sa.PrimaryKeyConstraint("alert_id", "device_ts", "device_id", "seq", name="alert_fixes_pkey"),
     )
-    op.create_index("alerts_ended_at", "alerts", ["ended_at"], postgresql_where=sa.text("ended_at IS NOT NULL"))
 
 
 def downgrade() -> None:
     """Back to one table: a copy of the whole history under an exclusive lock (an outage as long
     as the copy), for an operator who must go back, not for a running deployment."""
-    op.drop_index("alerts_ended_at", table_name="alerts")
+    op.drop_index("alerts_track_end", table_name="alerts")
     op.drop_table("alert_fixes")
     op.execute("LOCK TABLE pings IN ACCESS EXCLUSIVE MODE")
     op.execute("CREATE TABLE pings_single (LIKE pings INCLUDING DEFAULTS)")
