@@ -26,13 +26,20 @@ test: services
 
 # The benchmark writes millions of rows: it gets a fresh database of its own each run.
 BENCH_DATABASE_URL := postgresql+asyncpg://guardian:guardian@127.0.0.1:5432/guardian_bench
+# And one with the history unpartitioned (the revision before 0009), for the ping path's cost before and after.
+BENCH_FLAT_DATABASE_URL := postgresql+asyncpg://guardian:guardian@127.0.0.1:5432/guardian_bench_flat
+BENCH_FLAT_REVISION ?= 0007
 bench: services
 	@PGPASSWORD=guardian psql -X -q -h 127.0.0.1 -U guardian -d postgres -c "DROP DATABASE IF EXISTS guardian_bench"
-	@bash ops/services.sh guardian_bench
+	@PGPASSWORD=guardian psql -X -q -h 127.0.0.1 -U guardian -d postgres -c "DROP DATABASE IF EXISTS guardian_bench_flat"
+	@bash ops/services.sh guardian_bench guardian_bench_flat
 	@GUARDIAN_DATABASE_URL=$(BENCH_DATABASE_URL) $(VENV)/guardian db upgrade
 	@GUARDIAN_DATABASE_URL=$(BENCH_DATABASE_URL) $(VENV)/guardian jurisdictions demo
+	@GUARDIAN_DATABASE_URL=$(BENCH_FLAT_DATABASE_URL) $(VENV)/guardian db upgrade $(BENCH_FLAT_REVISION)
+	@GUARDIAN_DATABASE_URL=$(BENCH_FLAT_DATABASE_URL) $(VENV)/guardian jurisdictions demo
 	@ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
-	  GUARDIAN_BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(VENV)/python -m load bench $(BENCH_ARGS)
+	  GUARDIAN_BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) GUARDIAN_BENCH_FLAT_DATABASE_URL=$(BENCH_FLAT_DATABASE_URL) \
+	  $(VENV)/python -m load bench $(BENCH_ARGS)
 
 # The fault and fuzz tests, run long: phones with offline buffers through PostgreSQL crashes, killed
 # backends and stalled flushes, and the wire fuzzed harder. Prints a `soak ...` line per fault run

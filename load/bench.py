@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from load import fleet, idle, sos
+from load import fleet, idle, partitioning, sos
 from load.cpu import CpuMeter
 from load.processes import ServerProcess
 from load.stats import FleetResult, table
@@ -57,11 +57,17 @@ def run_bench(*, duration_s: float, idle_phones: int, procs: int, only: str | No
     try:
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
               f"load generator: {procs} process(es) on the same machine", flush=True)
-        needed = {"sos": 2000, "idle": idle_phones, "pings": max(s.phones for s in scenarios(duration_s))}.get(
+        needed = {"sos": 2000, "idle": idle_phones, "partitions": 0,
+                  "pings": max(s.phones for s in scenarios(duration_s))}.get(
             only, max(idle_phones, *(s.phones for s in scenarios(duration_s))))
         started = time.monotonic()
         tokens = asyncio.run(fleet.create_users(full.url, needed))
         print(f"registered {len(tokens)} users in {time.monotonic() - started:.1f} s", flush=True)
+        if only in (None, "partitions"):
+            # First, while both histories are as empty (the others' runs then fill the partitioned one).
+            print("\nping path before and after partitioning the history\n" + table(partitioning.run(
+                env, duration_s=max(10, duration_s / 2), procs=procs, wait_until_drained=wait_until_drained)),
+                flush=True)
         rows = []
         for scenario in scenarios(duration_s) if only in (None, "pings") else []:
             results = {}

@@ -51,9 +51,9 @@ if ! pg_isready -q -h 127.0.0.1 -p "$PGPORT"; then
   wait_for 30 PostgreSQL pg_isready -h 127.0.0.1 -p "$PGPORT"
 fi
 
-db_ready() {  # the database exists, our role reaches it, and PostGIS is in it
+db_ready() {  # the database exists, our role reaches it, and PostGIS and pg_partman are in it
   PGPASSWORD=$DB_PASSWORD psql -X -q -h 127.0.0.1 -p "$PGPORT" -U "$DB_USER" -d "$1" -tAc \
-    "SELECT 1 FROM pg_extension WHERE extname = 'postgis'" 2>/dev/null | grep -q 1
+    "SELECT count(*) FROM pg_extension WHERE extname IN ('postgis', 'pg_partman')" 2>/dev/null | grep -qx 2
 }
 missing_dbs=()
 for db in "$@"; do db_ready "$db" || missing_dbs+=("$db"); done
@@ -71,7 +71,8 @@ for db in "${missing_dbs[@]}"; do
 SELECT format('CREATE DATABASE %I OWNER %I', '$db', '$DB_USER')
 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$db')\gexec
 SQL
-  as_superuser -d "$db" -c "CREATE EXTENSION IF NOT EXISTS postgis"
+  # The app role is no superuser: the extensions (PostGIS; pg_partman in schema partman) are made here.
+  as_superuser -d "$db" -v role="$DB_USER" < ops/extensions.sql
 done
 
 # --- Redis -----------------------------------------------------------------

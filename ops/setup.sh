@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 # chromium runs the browser tests; npm installs the console's front-end packages (a Node.js
 # that brings its own npm, as NodeSource's does, is used as it is).
-DEBIAN_PACKAGES=(postgresql-15 postgresql-15-postgis-3 redis-server python3.11-venv chromium)
+DEBIAN_PACKAGES=(postgresql-15 postgresql-15-postgis-3 postgresql-15-partman redis-server python3.11-venv chromium)
 command -v npm >/dev/null || DEBIAN_PACKAGES+=(nodejs npm)
 
 missing=()

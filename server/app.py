@@ -39,6 +39,7 @@ from server.core.ratelimit import RateLimiter
 from server.alerts.relay import Relay
 from server.services import Services
 from server.alerts.sweeper import Sweeper
+from server.alerts.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,11 @@ def create_app(settings: Settings) -> FastAPI:
             )
             ingest.start()
             stack.push_async_callback(ingest.close)
+            # History past its retention, alerts past theirs, partitions ahead: in the background
+            # from the start (one process at a time; a fix whose day has no partition yet still goes in).
+            retention = Retention(engine=engine, settings=settings)
+            retention.start()
+            stack.push_async_callback(retention.close)
             audit_log = AuditLog(engine=engine)
             audit_log.start()
             stack.push_async_callback(audit_log.close)

@@ -1,4 +1,4 @@
-"""The operator's CLI: serve, db upgrade, rebuild-hot-state, jurisdictions, dispatcher, audit."""
+"""The operator's CLI: serve, db upgrade/downgrade, history retire, rebuild-hot-state, jurisdictions, dispatcher, audit."""
 
 import asyncio
 import gc
@@ -21,6 +21,9 @@ jurisdictions_cli = typer.Typer(help="Precincts and police stations.", no_args_i
 cli.add_typer(jurisdictions_cli, name="jurisdictions")
 dispatcher_cli = typer.Typer(help="Dispatchers, the command centre and officers.", no_args_is_help=True)
 cli.add_typer(dispatcher_cli, name="dispatcher")
+
+history_cli = typer.Typer(help="Location history and its retention.", no_args_is_help=True)
+cli.add_typer(history_cli, name="history")
 
 MIGRATIONS = Path(__file__).parent / "core" / "migrations"
 
@@ -84,6 +87,56 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", Settings().database_url)
     command.upgrade(config, revision)
+
+
+@db_cli.command("downgrade")
+def db_downgrade(revision: str = typer.Argument(...)) -> None:
+    """Revert Alembic migrations down to REVISION (0009's downgrade copies the whole history)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", Settings().database_url)
+    command.downgrade(config, revision)
+
+
+@history_cli.command("retire")
+def history_retire(now: str = typer.Option(None, help="Run as if it were this RFC 3339 time (default: now).")) -> None:
+    """Drop the history's partitions past GUARDIAN_HISTORY_RETENTION_DAYS (keeping alerts' tracks),
+    alerts past GUARDIAN_ALERT_RETENTION_DAYS, and make the partitions ahead: what every server
+    process does periodically, one at a time."""
+    from datetime import datetime, timezone
+
+    from server.alerts import retention
+
+    try:
+        moment = datetime.now(timezone.utc) if now is None else datetime.fromisoformat(now)
+    except ValueError:
+        raise typer.BadParameter(f"--now {now!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise typer.BadParameter("--now needs a time zone")
+    settings = Settings()
+
+    async def run():
+        async with _engine() as engine:
+            return await retention.retire(engine=engine, now=moment,
+                                          history_retention_days=settings.history_retention_days,
+                                          alert_retention_days=settings.alert_retention_days)
+
+    from server.core import db
+
+    try:
+        done = asyncio.run(run())
+    except db.STORAGE_ERRORS as error:
+        typer.echo(f"retention run stopped ({db.describe(error)}); run it again", err=True)
+        raise typer.Exit(2) from None
+    if not done.ran:
+        typer.echo("another process is running the retention job; nothing done")
+        raise typer.Exit(1)
+    typer.echo(f"made {len(done.made)} partitions, dropped {len(done.dropped)} ({', '.join(done.dropped) or '-'}), "
+               f"kept {done.kept_fixes} alert fixes, removed {done.default_removed} default rows "
+               f"and {done.alerts_removed} alerts")
 
 
 @cli.command("rebuild-hot-state")

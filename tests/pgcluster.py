@@ -38,19 +38,26 @@ class Cluster:
         self._as_postgres(f"{BIN}/psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database,
                           "-v", "ON_ERROR_STOP=1", "-c", sql)
 
-    def create(self, env: dict[str, str]) -> None:
-        """initdb, start, a `guardian` role and database with PostGIS, migrated, jurisdictions loaded."""
+    def create(self, env: dict[str, str], *, revision: str = "head") -> None:
+        """initdb, start, a `guardian` role and database with PostGIS and pg_partman, migrated (to
+        `revision`), jurisdictions loaded."""
         if os.geteuid() == 0:
             shutil.chown(self._folder, "postgres", "postgres")
         self._as_postgres(f"{BIN}/initdb", "-D", self._data, "-U", "postgres", "-A", "trust", "--no-sync")
         self.start()
         self._psql("CREATE ROLE guardian LOGIN PASSWORD 'guardian'")
         self._psql(f"CREATE DATABASE {DATABASE} OWNER guardian")
-        self._psql("CREATE EXTENSION postgis", database=DATABASE)
+        self.add_extensions()
         env = {**env, "GUARDIAN_DATABASE_URL": self.url}
-        subprocess.run([sys.executable, "-m", "server", "db", "upgrade"], env=env, check=True)
+        subprocess.run([sys.executable, "-m", "server", "db", "upgrade", revision], env=env, check=True)
         subprocess.run([sys.executable, "-m", "server", "jurisdictions", "demo"], env=env, check=True,
                        stdout=subprocess.DEVNULL)
+
+    def add_extensions(self) -> None:
+        """PostGIS and pg_partman, as ops/services.sh makes them (as a superuser)."""
+        with open(os.path.join(os.path.dirname(__file__), "..", "ops", "extensions.sql")) as script:
+            self._as_postgres(f"{BIN}/psql", "-X", "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                              "-d", DATABASE, "-v", "ON_ERROR_STOP=1", "-v", "role=guardian", input=script.read())
 
     def start(self) -> None:
         # fsync off: a crash of PostgreSQL (not of the machine) keeps what it wrote, which is

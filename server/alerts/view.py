@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.alerts import tripcontext
 from server.core import wire
 from server.accounts.staff import Staff
-from server.core.tables import ALERT_UNFINISHED, alert_notes, alerts, audit_reads, pings, precincts, users
+from server.core.tables import (ALERT_UNFINISHED, alert_fixes, alert_notes, alerts, audit_reads, pings, precincts,
+                                users)
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +105,32 @@ def _fixes_of_each(source, *, since, until, points: int, name: str, outer=None):
     """Per alert: its user's plausible fixes with device time in [since, until] and received by
     `until` (newest `points`), as arrays oldest first. A finished alert shows no fix taken or
     received after it ended (DESIGN rule 8: positions only while the alert is unfinished).
+    They are read from the history and from the fixes kept with the alert once the history's
+    partition holding them is dropped (server/alerts/record.py), the same fix once.
     Its columns are `name` with _lat, _lon, _acc, _ts; `outer`: another lateral of the same
     query that `since` and `until` read."""
+    correlated = (source,) if outer is None else (source, outer)
+
+    def newest(table, *conditions):
+        # Each source's newest `points` first, so that each is read backwards along an index and
+        # stops there, as a long alert's track must.
+        branch = (sa.select(table.c.device_id, table.c.seq, table.c.device_ts,
+                            sa.func.ST_Y(table.c.location).label("lat"), sa.func.ST_X(table.c.location).label("lon"),
+                            table.c.accuracy_m)
+                  .where(*conditions, table.c.device_ts >= since, table.c.device_ts <= until,
+                         table.c.received_at <= until)
+                  .order_by(table.c.device_ts.desc()).limit(points)
+                  .correlate(*correlated)
+                  .subquery(f"{name}_{table.name}"))
+        return sa.select(branch)
+
+    fixes = sa.union(
+        newest(pings, pings.c.user_id == source.c.user_id, pings.c.suspect.is_(None)),
+        newest(alert_fixes, alert_fixes.c.alert_id == source.c.alert_id),
+    ).subquery(f"{name}_fixes")
     recent = (
-        sa.select(sa.func.ST_Y(pings.c.location).label("lat"), sa.func.ST_X(pings.c.location).label("lon"),
-                  pings.c.accuracy_m, pings.c.device_ts)
-        .where(pings.c.user_id == source.c.user_id, pings.c.device_ts >= since,
-               pings.c.device_ts <= until, pings.c.received_at <= until, pings.c.suspect.is_(None))
-        .order_by(pings.c.device_ts.desc()).limit(points)
-        .correlate(*(source,) if outer is None else (source, outer))
+        sa.select(fixes.c.lat, fixes.c.lon, fixes.c.accuracy_m, fixes.c.device_ts)
+        .order_by(fixes.c.device_ts.desc()).limit(points)
         .subquery(f"{name}_recent")
     )
     return sa.select(

@@ -107,6 +107,14 @@ class Settings(BaseSettings):
     # Share links: by default valid until the trip's end plus share_after_end_s, never past share_max_s.
     share_after_end_s: float = 3600.0
     share_max_s: float = 24 * 3600.0
+    # Retention (server/alerts/retention.py). Location history is dropped a day's partition at a
+    # time once all of it is older than history_retention_days (so it is kept that long, and at
+    # most a day more). An alert, with the fixes of its tracks and its notes, is the record for
+    # the police: kept alert_retention_days after it ended (ten years: the order of the limitation
+    # periods of the offences an SOS reports; set it to what the law of the deployment says).
+    history_retention_days: int = Field(default=30, ge=1)
+    alert_retention_days: int = Field(default=3650, ge=1)
+    retention_interval_s: float = 3600.0
     outbox_lease_s: float = 30.0
     pin_max_failures: int = 5
     pin_lockout_s: float = 300.0

@@ -34,15 +34,18 @@ devices = sa.Table(
 # Months of fixes for a million users: append-only, BRIN on arrival time (which
 # follows insertion order), B-tree for per-user reads, SP-GiST for area queries
 # (a third of GiST's cost per insert for points).
+# Partitioned by device time, one partition a day (pg_partman; server/positions/partitions.py),
+# so that the history past its retention goes by dropping whole partitions.
 pings = sa.Table(
     "pings",
     metadata,
-    # (device, seq) is both the idempotency key and the only key: a surrogate id would cost
-    # one more B-tree insert per fix and serve no query.
+    # (device, seq, device time) is both the idempotency key and the only key: a surrogate id
+    # would cost one more B-tree insert per fix and serve no query. The partition key must be
+    # in it; a retried ping repeats its device time, so a retry still stores nothing twice.
     sa.Column("device_id", pg.UUID(as_uuid=True), primary_key=True),
     sa.Column("user_id", pg.UUID(as_uuid=True), nullable=False),
     sa.Column("seq", sa.BigInteger, primary_key=True),
-    sa.Column("device_ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("device_ts", sa.DateTime(timezone=True), primary_key=True),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("location", POINT, nullable=False),
     sa.Column("accuracy_m", sa.Float),
@@ -55,6 +58,7 @@ pings = sa.Table(
     sa.Index("pings_received_at_brin", "received_at", postgresql_using="brin"),
     sa.Index("pings_user_ts_idx", "user_id", "device_ts"),
     sa.Index("pings_location_spgist", "location", postgresql_using="spgist"),
+    postgresql_partition_by="RANGE (device_ts)",
 )
 
 last_locations = sa.Table(
@@ -209,6 +213,27 @@ alerts = sa.Table(
     sa.Index("alerts_user_unfinished", "user_id", postgresql_where=sa.text("status IN ('open', 'acknowledged')")),
     sa.Index("alerts_escalation_due", "next_escalation_at",
              postgresql_where=sa.text("status = 'open' AND next_escalation_at IS NOT NULL")),
+)
+
+# By the end of the span their tracks show (none yet: infinity): the alerts whose tracks reach into a
+# partition about to be dropped, and those past their own retention (server/alerts/record.py).
+sa.Index("alerts_track_end", sa.func.coalesce(alerts.c.ended_at, sa.literal_column("'infinity'::timestamptz")))
+
+# The fixes shown as an alert's tracks (its own and its trip's), copied out of `pings` before
+# the partition holding them is dropped, and kept as long as the alert (server/alerts/record.py).
+alert_fixes = sa.Table(
+    "alert_fixes",
+    metadata,
+    sa.Column("alert_id", pg.UUID(as_uuid=True), sa.ForeignKey("alerts.alert_id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("device_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("device_ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("location", POINT, nullable=False),
+    sa.Column("accuracy_m", sa.Float),
+    # Device time second: an alert's newest kept fixes are read backwards along it.
+    sa.PrimaryKeyConstraint("alert_id", "device_ts", "device_id", "seq", name="alert_fixes_pkey"),
 )
 
 # An SOS with a new sos_id from a user at the cap of unfinished alerts: committed and acknowledged

@@ -72,7 +72,10 @@ def _build_store_statement():
                 sa.func.string_to_array(rows.c.suspect, ","),
             ).where(live_user),
         )
-        .on_conflict_do_nothing(index_elements=[pings.c.device_id, pings.c.seq])
+        # No conflict target: the key is (device_id, seq) on a database before migration 0009 and
+        # (device_id, seq, device_ts) after it (the partition key must be in it); a retried ping
+        # repeats both its seq and its device time, so either key stores it once.
+        .on_conflict_do_nothing()
         .returning(*(pings.c[name] for name in (*stored, "location", "accuracy_m", "speed_mps", "heading_deg",
                                                   "battery_pct", "suspect")))
         .cte("inserted")
@@ -119,7 +122,8 @@ class NewFix:
 
 
 async def store(*, connection: AsyncConnection, rows: Sequence[NewFix]) -> list[tuple[uuid.UUID, Fix]]:
-    """Insert the pings (a duplicate (device, seq) is skipped) and move last locations forward.
+    """Insert the pings (a retry, the same (device, seq, device time), is skipped) and move last
+    locations forward.
 
     One statement: on an autocommit connection it is its own transaction, committed when
     this returns. Returns each user whose last location moved, with that fix, so the
@@ -143,7 +147,8 @@ async def acked_seq(*, connection: AsyncConnection, device_id: uuid.UUID) -> int
     a device's pings in arrival order and, once a flush of them failed, stores nothing more
     of that stream (server/phones/ingest.py). The end of the contiguous stored prefix would not
     need that, but would cost a scan of the device's pings at every connect; this is one
-    index lookup on the (device_id, seq) key."""
+    index lookup on the (device_id, seq, device_ts) key in each partition of the history (about
+    35 with daily partitions: server/positions/partitions.py)."""
     value = await connection.scalar(sa.select(sa.func.max(pings.c.seq)).where(pings.c.device_id == device_id))
     return -1 if value is None else value
 
