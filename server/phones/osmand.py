@@ -175,9 +175,15 @@ async def _report(request: Request) -> Response:
     problems = [problem for found in reports if not found.is_sos for problem in found.problems]
     if problems:
         raise problems[0]
-    storable = [found.fix for found in reports if found.fix is not None]
+    storable = [found.fix for found in reports if found.fix is not None and not found.is_sos]
     if storable:
         await fixes.store(services=services, device=device, fixes=storable, names=NAMES)
+    for found in sos:
+        if found.fix is not None:
+            try:  # into the track too, if it is storable: the alert holds it either way
+                await fixes.store(services=services, device=device, fixes=[found.fix], names=NAMES)
+            except refusals.InvalidField:
+                log.info("the fix of an OsmAnd SOS is not storable; the alert is raised without it")
     return Response(status_code=200)
 
 

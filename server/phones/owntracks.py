@@ -76,7 +76,7 @@ def _decode(decoder: msgspec.json.Decoder, raw: bytes):
             raw = jsontext.shallow(raw)
             return decoder.decode(raw)
     except msgspec.ValidationError as error:  # a subclass of DecodeError: caught first
-        if not isinstance(jsontext.generic(raw), dict):
+        if not isinstance(jsontext.generic(jsontext.shallow(raw)), dict):  # it may fail early, above a deep value
             raise refusals.InvalidField("an OwnTracks message is a JSON object with a _type") from None
         raise refusals.InvalidField(str(error), field=jsontext.field_of(error)) from None
     except msgspec.DecodeError as error:
