@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,14 +26,16 @@ router = APIRouter()
 
 MAX_ID_LENGTH = 128
 # What Traccar Client lets its user type as an id, without what would need escaping in a URL.
-EXTERNAL_ID = re.compile(r"[A-Za-z0-9._~-]+")
+EXTERNAL_ID = "^[A-Za-z0-9._~-]+$"
 
 Device = Annotated[auth.Device, Depends(auth.current_device)]
 
 
 class NewTracker(BaseModel):
     protocol: Literal["osmand"]
-    external_id: str
+    external_id: Annotated[str, Field(max_length=MAX_ID_LENGTH, pattern=EXTERNAL_ID, description=(
+        "Traccar Client's device identifier: letters, digits and . _ ~ -, at least the server's "
+        "osmand_min_id_length (16 by default): a long random one, since it is the device's only credential"))]
 
 
 def _shown(row) -> dict:
@@ -43,8 +45,8 @@ def _shown(row) -> dict:
 
 async def find(*, engine: AsyncEngine, protocol: str, external_id: str) -> auth.Device | None:
     """The tracker registered under this external id, as the device its fixes are stored under."""
-    if not external_id or len(external_id) > MAX_ID_LENGTH:
-        return None
+    if len(external_id) > MAX_ID_LENGTH or not re.fullmatch(EXTERNAL_ID, external_id):
+        return None  # never registered; and text PostgreSQL cannot hold (NUL) never reaches it
     async with db.autocommit(engine) as connection:
         row = (await connection.execute(
             sa.select(trackers.c.device_id, trackers.c.user_id)
@@ -63,12 +65,9 @@ async def register(body: NewTracker, request: Request, device: Device) -> dict:
     """Register a tracker app's device id for the user: its fixes and alarms become theirs."""
     settings = request.app.state.services.settings
     minimum = settings.osmand_min_id_length
-    if not minimum <= len(body.external_id) <= MAX_ID_LENGTH:
-        raise refusals.InvalidField(f"an OsmAnd device id holds {minimum} to {MAX_ID_LENGTH} characters: "
+    if len(body.external_id) < minimum:
+        raise refusals.InvalidField(f"an OsmAnd device id holds at least {minimum} characters: "
                                     "anyone who knows it can post as the device, so choose a long random one",
-                                    field="external_id")
-    if not EXTERNAL_ID.fullmatch(body.external_id):
-        raise refusals.InvalidField("an OsmAnd device id holds letters, digits and . _ ~ - only",
                                     field="external_id")
     statement = (pg.insert(trackers)
                  .values(device_id=uuid.uuid4(), user_id=device.user_id, protocol=body.protocol,
@@ -94,7 +93,7 @@ async def list_trackers(request: Request, device: Device) -> dict:
 
 @router.delete("/v1/devices/{device_id}", status_code=204, response_class=Response, responses={
     204: {"description": "removed: its id posts nothing more (its fixes stay in the history)"},
-    **openapi.refusals(401, 404, 503)})
+    **openapi.refusals(401, 404, 422, 503)})
 async def remove(device_id: str, request: Request, device: Device) -> Response:
     try:
         tracker_id = uuid.UUID(device_id)

@@ -143,10 +143,28 @@ async def read(request: Request) -> list[Report]:
 
 ANSWERS = {200: {"description": "stored (and its SOS raised): an empty body"},
            **openapi.refusals(400, 404, 413, 429, 503)}
+_TEXT, _NUMBER = {"type": "string"}, {"type": "number"}
+_FIELDS = {"timestamp": {"description": "epoch seconds, milliseconds (from 2^31) or ISO 8601 with a zone",
+                         "type": "string"},
+           "lat": _NUMBER, "lon": _NUMBER, "location": {"type": "string", "description": "lat,lon"},
+           "speed": {"type": "number", "description": "knots"}, "bearing": _NUMBER, "heading": _NUMBER,
+           "altitude": _NUMBER, "accuracy": _NUMBER, "batt": {"type": "number", "description": "percent"},
+           "charge": {"type": "boolean"}, "alarm": {"type": "string", "description": "`sos` raises an SOS"}}
+_ID = {"type": "string", "minLength": 1, "description": "the external_id registered with POST /v1/devices"}
+QUERY = {"parameters": [{"name": "id", "in": "query", "required": True, "schema": _ID},
+                        *({"name": name, "in": "query", "schema": schema} for name, schema in _FIELDS.items())]}
+BODIES = {"requestBody": {"required": True, "content": {
+    "application/x-www-form-urlencoded": {"schema": {"type": "object", "required": ["id"],
+                                                     "properties": {"id": _ID, **_FIELDS}}},
+    "application/json": {"schema": {"type": "object", "required": ["device_id", "location"], "properties": {
+        "device_id": _ID, "location": {"type": "object", "description": "Traccar Client's: timestamp, coords "
+                                       "(m/s, metres), battery (level 0..1), extras.alarm"}}}}}}}
 
 
-@router.get("/osmand", response_class=Response, responses=ANSWERS, operation_id="osmand_report_get")
-@router.post("/osmand", response_class=Response, responses=ANSWERS, operation_id="osmand_report_post")
+@router.get("/osmand", response_class=Response, responses=ANSWERS, operation_id="osmand_report_get",
+            openapi_extra=QUERY)
+@router.post("/osmand", response_class=Response, responses=ANSWERS, operation_id="osmand_report_post",
+             openapi_extra=BODIES)
 async def report(request: Request) -> Response:
     """One report (or a Traccar Client batch), answered once committed."""
     try:
