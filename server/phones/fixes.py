@@ -18,7 +18,6 @@ second for OwnTracks, whose `tst` is in seconds) are one: the first is kept.
 import math
 import re
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from server.accounts.auth import Device
@@ -42,23 +41,10 @@ def owntracks_device(device: Device) -> Device:
     return Device(uuid.uuid5(device.device_id, "owntracks"), device.user_id)
 
 
-@dataclass(frozen=True, slots=True)
-class TrackerFix:
-    """One fix in the wire's units, device time in epoch ms."""
-
-    ts_ms: int
-    lat: float
-    lon: float
-    accuracy_m: float | None = None
-    altitude_m: float | None = None
-    speed_mps: float | None = None
-    heading_deg: float | None = None
-    battery_pct: float | None = None
-
-    def ping(self) -> wire.PingFields:
-        return wire.PingFields(seq=self.ts_ms, ts=self.ts_ms, lat=self.lat, lon=self.lon, acc=self.accuracy_m,
-                               alt=self.altitude_m, speed=self.speed_mps, heading=self.heading_deg,
-                               battery=self.battery_pct)
+def ping(*, ts_ms: int, lat: float, lon: float, **measures: float | None) -> wire.PingFields:
+    """The wire's ping of a fix (`measures` by their wire names: acc, alt, speed, heading,
+    battery), its seq its device time in epoch ms."""
+    return wire.PingFields(seq=ts_ms, ts=ts_ms, lat=lat, lon=lon, **measures)
 
 
 def number(value: object, *, field: str) -> float | None:
@@ -91,10 +77,10 @@ def epoch_ms(value: object, *, field: str, seconds_only: bool = False) -> int:
                                 ", milliseconds or an ISO 8601 time with a zone"), field=field)
 
 
-async def store(*, services: "Services", device: Device, fixes: list[TrackerFix], names: dict[str, str]) -> None:
+async def store(*, services: "Services", device: Device, fixes: list[wire.PingFields], names: dict[str, str]) -> None:
     """Store the fixes through the one ping path, once committed. Raises refusals.Refusal:
     the first fix refused, named as the app names its field (`names`: wire name → app's)."""
-    settled = await pings.submit(services=services, device=device, pings=[fix.ping() for fix in fixes])
+    settled = await pings.submit(services=services, device=device, pings=fixes)
     if settled.refused:
         refusal = settled.refused[0]
         field = names.get(refusal.field, refusal.field) if refusal.field else None

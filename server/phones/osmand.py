@@ -49,7 +49,7 @@ class Report:
     alarm: str | None
     # The report's time as sent, which identifies its SOS (None: the report had none).
     sos_key: str | None
-    fix: fixes.TrackerFix | None
+    fix: wire.PingFields | None
     problems: list[refusals.Refusal]
     ts_ms: int | None = None
     lat: float | None = None
@@ -78,7 +78,8 @@ class Reading:
 
     def report(self, *, external_id: object, alarm: object, timestamp: object, lat: float | None,
                lon: float | None, **measures: float | None) -> Report:
-        """The report of what was read; `timestamp` as sent (None: the server's time)."""
+        """The report of what was read (`measures` in the wire's units and names); `timestamp` as
+        sent (None: the server's time)."""
         ts_ms = None
         if timestamp is None or timestamp == "":
             ts_ms = wire.epoch_ms(datetime.now(UTC))
@@ -92,11 +93,11 @@ class Reading:
                 self.problems.append(refusals.InvalidField("lat and lon (or location) are required", field="lat"))
         fix = None
         if not self.problems:
-            fix = fixes.TrackerFix(ts_ms=ts_ms, lat=lat, lon=lon, **measures)
+            fix = fixes.ping(ts_ms=ts_ms, lat=lat, lon=lon, **measures)
         sos_key = str(ts_ms) if ts_ms is not None else None if timestamp is None else str(timestamp)[:64]
         return Report(external_id=external_id if isinstance(external_id, str) else None,
                       alarm=alarm if isinstance(alarm, str) else None, sos_key=sos_key, fix=fix,
-                      problems=self.problems, ts_ms=ts_ms, lat=lat, lon=lon, accuracy_m=measures.get("accuracy_m"))
+                      problems=self.problems, ts_ms=ts_ms, lat=lat, lon=lon, accuracy_m=measures.get("acc"))
 
 
 def from_params(params: dict[str, str]) -> Report:
@@ -119,11 +120,11 @@ def from_params(params: dict[str, str]) -> Report:
     return reading.report(
         external_id=params.get("id") or params.get("deviceid"), alarm=params.get("alarm"),
         timestamp=params.get("timestamp"), lat=lat, lon=lon,
-        accuracy_m=reading.number(params.get("accuracy"), field="accuracy"),
-        altitude_m=reading.number(params.get("altitude"), field="altitude"),
-        speed_mps=reading.number(params.get("speed"), field="speed", scale=fixes.KNOTS_TO_MPS),
-        heading_deg=reading.number(heading, field="bearing"),
-        battery_pct=reading.number(params.get("batt"), field="batt"))
+        acc=reading.number(params.get("accuracy"), field="accuracy"),
+        alt=reading.number(params.get("altitude"), field="altitude"),
+        speed=reading.number(params.get("speed"), field="speed", scale=fixes.KNOTS_TO_MPS),
+        heading=reading.number(heading, field="bearing"),
+        battery=reading.number(params.get("batt"), field="batt"))
 
 
 async def read(request: Request) -> list[Report]:

@@ -63,8 +63,8 @@ def read(entry: dict, *, reading: "osmand.Reading") -> "osmand.Report":
         timestamp=location.get("timestamp"),
         lat=reading.number(coords.get("latitude"), field="lat"),
         lon=reading.number(coords.get("longitude"), field="lon"),
-        accuracy_m=reading.number(coords.get("accuracy"), field="accuracy", unknown=UNKNOWN),
-        altitude_m=reading.number(coords.get("altitude"), field="altitude"),
-        speed_mps=reading.number(coords.get("speed"), field="speed", unknown=UNKNOWN),
-        heading_deg=reading.number(coords.get("heading"), field="bearing", unknown=UNKNOWN),
-        battery_pct=reading.number(battery.get("level"), field="batt", scale=100.0, unknown=UNKNOWN))
+        acc=reading.number(coords.get("accuracy"), field="accuracy", unknown=UNKNOWN),
+        alt=reading.number(coords.get("altitude"), field="altitude"),
+        speed=reading.number(coords.get("speed"), field="speed", unknown=UNKNOWN),
+        heading=reading.number(coords.get("heading"), field="bearing", unknown=UNKNOWN),
+        battery=reading.number(battery.get("level"), field="batt", scale=100.0, unknown=UNKNOWN))

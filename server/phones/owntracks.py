@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from server.accounts import auth
-from server.core import db, errors, jsontext, openapi, refusals
+from server.core import db, errors, jsontext, openapi, refusals, wire
 from server.phones import fixes
 
 router = APIRouter()
@@ -83,12 +83,11 @@ def _decode(decoder: msgspec.json.Decoder, raw: bytes):
         raise refusals.BadJson(f"not valid JSON: {error}") from None
 
 
-def _fix(location: _Location) -> fixes.TrackerFix:
-    return fixes.TrackerFix(
-        ts_ms=fixes.epoch_ms(location.tst, field="tst", seconds_only=True), lat=location.lat, lon=location.lon,
-        accuracy_m=location.acc, altitude_m=location.alt,
-        speed_mps=None if location.vel is None else location.vel * fixes.KMH_TO_MPS,
-        heading_deg=location.cog, battery_pct=location.batt)
+def _fix(location: _Location) -> wire.PingFields:
+    return fixes.ping(ts_ms=fixes.epoch_ms(location.tst, field="tst", seconds_only=True), lat=location.lat,
+                      lon=location.lon, acc=location.acc, alt=location.alt,
+                      speed=None if location.vel is None else location.vel * fixes.KMH_TO_MPS,
+                      heading=location.cog, battery=location.batt)
 
 
 @router.post("/owntracks/pub", responses={
