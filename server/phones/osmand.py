@@ -23,7 +23,7 @@ from fastapi import APIRouter, Request, Response
 
 from server.accounts import trackers
 from server.accounts.auth import Device
-from server.alerts import service as alerts
+from server.alerts import routes as sosroute
 from server.core import db, errors, openapi, refusals, wire
 from server.phones import fixes, osmandjson
 
@@ -214,8 +214,4 @@ async def raise_sos(*, services, device: Device, found: Report) -> None:
     sos = wire.SosFields(sos_id=str(uuid.uuid5(device.device_id, f"osmand-sos:{key}")),
                          ts=found.ts_ms,
                          lat=found.lat, lon=found.lon, acc=found.accuracy_m, salvaged=tuple(unreadable))
-    try:
-        await alerts.raise_alert(engine=services.alert_engine, settings=services.settings, device=device, sos=sos,
-                                 relay=services.relay)
-    except db.STORAGE_ERRORS as error:
-        raise refusals.Unavailable(f"SOS not stored ({db.describe(error)}); resend the report") from None
+    await sosroute.raise_over_http(services=services, device=device, sos=sos)
