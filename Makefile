@@ -28,7 +28,7 @@ test: services
 BENCH_DATABASE_URL := postgresql+asyncpg://guardian:guardian@127.0.0.1:5432/guardian_bench
 # And one with the history unpartitioned (the revision before 0009), for the ping path's cost before and after.
 BENCH_FLAT_DATABASE_URL := postgresql+asyncpg://guardian:guardian@127.0.0.1:5432/guardian_bench_flat
-BENCH_FLAT_REVISION ?= 0007
+BENCH_FLAT_REVISION ?= 0009
 bench: services
 	@PGPASSWORD=guardian psql -X -q -h 127.0.0.1 -U guardian -d postgres -c "DROP DATABASE IF EXISTS guardian_bench"
 	@PGPASSWORD=guardian psql -X -q -h 127.0.0.1 -U guardian -d postgres -c "DROP DATABASE IF EXISTS guardian_bench_flat"

@@ -1,5 +1,5 @@
 """`make bench`'s partitioning scenario (issue 11 item 3): the ping path against a history at
-revision 0007 (one table) and one at head (partitioned by day), in the same run.
+revision 0009 (one table) and one at head (partitioned by day), in the same run.
 
 The same fleet (2000 phones x 10 Hz, single pings) runs against a full server on each database,
 the unpartitioned one before and after the partitioned one: the ratio is head's acked pings/s

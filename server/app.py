@@ -11,12 +11,12 @@ from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
 from notifier.hub import Hub
-from server.accounts import me, users
+from server.accounts import me, trackers, users
 from server.alerts import routes as sosroute
 from server.console import desk
 from server.console import socket as console
 from server.core import db, errors, openapi, refusals
-from server.phones import pings
+from server.phones import osmand, owntracks, pings
 from server.phones import socket as phone
 from server.positions import hotstate
 from server.positions import routes as locations
@@ -176,7 +176,8 @@ def create_app(settings: Settings) -> FastAPI:
     for storage_error in db.STORAGE_ERRORS:
         app.add_exception_handler(storage_error, storage_unavailable)
     for router in (users.router, pings.router, locations.router, sosroute.router, me.router, desk.router,
-                   trip_routes.router, share_routes.router, privacy_routes.router):
+                   trip_routes.router, share_routes.router, privacy_routes.router, trackers.router, owntracks.router,
+                   osmand.router):
         app.include_router(router)
     app.add_api_websocket_route("/v1/phone", phone.endpoint)
     app.add_api_websocket_route("/v1/console", console.endpoint)

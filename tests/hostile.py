@@ -156,3 +156,16 @@ def phone_sweep(seqs):
         values = {"sos": SHARP, "trip_start": FEW}.get(kind, BOUNDARY)
         for text, name in sweep(make_fields, values):
             yield (f'{{"type":"batch","pings":[{text}]}}' if kind == "batch" else text), kind, name
+
+
+def owntracks_fields() -> dict[str, str]:
+    """An OwnTracks `_type: location` (owntracks.org/booklet/tech/json), as (key, JSON text)."""
+    return {"_type": '"location"', "lat": "25.0339", "lon": "121.5645", "tst": str(int(time.time())), "acc": "5",
+            "alt": "13", "vac": "3", "vel": "36", "cog": "270", "batt": "41", "bs": "1", "tid": '"JJ"', "t": '"u"'}
+
+
+def osmand_params(external_id: str) -> dict[str, str]:
+    """A Traccar Client (OsmAnd protocol) report, as query or form values."""
+    return {"id": external_id, "timestamp": str(int(time.time())), "lat": "25.0339", "lon": "121.5645",
+            "speed": "10.0", "bearing": "45.5", "altitude": "12.0", "accuracy": "8.0", "batt": "77.0",
+            "charge": "true"}

@@ -25,7 +25,7 @@ NOW = datetime.now(timezone.utc)
 def cluster(test_env):
     own = Cluster()
     try:
-        own.create(test_env, revision="0007")
+        own.create(test_env, revision="0009")
         yield own
     finally:
         own.destroy()
@@ -76,7 +76,7 @@ async def test_the_history_is_partitioned_while_pings_and_their_retries_keep_com
         assert batches > 0
 
         async with engine.connect() as connection:
-            assert await connection.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0009"
+            assert await connection.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0010"
             assert await connection.scalar(sa.text("SELECT relkind::text FROM pg_class WHERE relname = 'pings'")) == "p"
             names = {part.name: part for part in await partitions.list_partitions(connection=connection)}
             assert "pings_legacy" in names and "pings_default" in names
@@ -96,7 +96,7 @@ async def test_the_history_is_partitioned_while_pings_and_their_retries_keep_com
         async with engine.connect() as connection:
             assert await connection.scalar(sa.text("SELECT count(*) FROM pings")) == len(sent) + 1
 
-        assert migrate(cluster, test_env, "downgrade", "0007").wait(timeout=120) == 0
+        assert migrate(cluster, test_env, "downgrade", "0009").wait(timeout=120) == 0
         async with engine.connect() as connection:
             assert await connection.scalar(sa.text("SELECT relkind::text FROM pg_class WHERE relname = 'pings'")) == "r"
             assert await connection.scalar(sa.text("SELECT count(*) FROM pings")) == len(sent) + 1

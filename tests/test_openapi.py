@@ -25,6 +25,7 @@ HASHING = ["PUT /v1/me/pins", "POST /v1/console/login"]
 # document allows may still be refused there (422), so only those operations skip that check.
 CROSS_FIELD = {"PUT /v1/me/pins": "the duress PIN must differ from the PIN",
                "GET /v1/me/track": "from <= to, and a real date in years 1..9999 in UTC",
+               "POST /v1/devices": "the shortest device id is the deployment's setting; an id is registered once",
                "POST /v1/trips": "a plate's form, times ahead of now, a hike's expected_return, a walk's eta, "
                                  "a multipart check-in's `trip` part is JSON"}
 
@@ -76,3 +77,13 @@ def test_the_document_states_the_contracts_statuses_error_body_and_rules():
     assert components["NewUser"]["properties"]["phone"]["pattern"] == components["Contact"]["properties"]["phone"][
         "pattern"] == "^\\+?[0-9][0-9 ()-]{3,18}[0-9]$"
     assert set(paths["/v1/console/precincts"]["get"]["responses"]["200"]["content"]) == {"application/geo+json"}
+
+
+@pytest.mark.no_services
+def test_the_document_states_the_tracker_apps_endpoints():
+    paths = create_app(Settings(database_url="postgresql+asyncpg://unused/")).openapi()["paths"]
+    assert {"400", "401", "413"} <= set(paths["/owntracks/pub"]["post"]["responses"])
+    assert {"get", "post"} <= set(paths["/osmand"]) and "404" in paths["/osmand"]["get"]["responses"]
+    assert [parameter["name"] for parameter in paths["/osmand"]["get"]["parameters"]][0] == "id"
+    assert {"201", "409", "422"} <= set(paths["/v1/devices"]["post"]["responses"])
+    assert "204" in paths["/v1/devices/{device_id}"]["delete"]["responses"]

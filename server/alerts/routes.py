@@ -22,9 +22,17 @@ async def post_sos(request: Request, device: Annotated[auth.Device, Depends(auth
     """The SOS over HTTP: 201 with the sos_ack once committed, 200 for a retry of the same sos_id."""
     services = request.app.state.services
     sos = wire.decode_sos(await request.body())  # at most max_frame_bytes (server/core/bodysize.py)
+    raised = await raise_over_http(services=services, device=device, sos=sos)
+    return JSONResponse(raised.frame(), status_code=201 if raised.stored_now else 200)
+
+
+async def raise_over_http(*, services, device: auth.Device, sos: wire.SosFields) -> alerts.Raised:
+    """`raise_alert` on the alert path's own pool for an HTTP request (`POST /v1/sos`, a tracker
+    app's alarm): whatever keeps it from committing is a 503, never a bare 500, and the client
+    retries with the same sos_id."""
     try:
-        raised = await alerts.raise_alert(engine=services.alert_engine, settings=services.settings, device=device, sos=sos,
-                                          relay=services.relay)
+        return await alerts.raise_alert(engine=services.alert_engine, settings=services.settings, device=device,
+                                        sos=sos, relay=services.relay)
     except db.STORAGE_ERRORS as error:
         raise refusals.Unavailable(f"not stored ({db.describe(error)}); retry with the same sos_id") from None
     except refusals.Refusal:
@@ -34,4 +42,3 @@ async def post_sos(request: Request, device: Annotated[auth.Device, Depends(auth
         # traceback, which quotes no body.
         log.exception("SOS over HTTP failed before its answer; the phone retries")
         raise refusals.Unavailable("not stored; retry with the same sos_id") from None
-    return JSONResponse(raised.frame(), status_code=201 if raised.stored_now else 200)

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     outbox_lease_s: float = 30.0
     pin_max_failures: int = 5
     pin_lockout_s: float = 300.0
+    # Tracker apps (issue 11): an OsmAnd device id is its only credential, so `POST /v1/devices`
+    # refuses ids shorter than this (Traccar Client lets its user type a long random one).
+    osmand_min_id_length: int = Field(default=16, ge=1)
     tile_url: str | None = None  # optional basemap tiles for the console; the outlines need none
 
     # Push (FCM through firebase-admin). Off unless a project is configured.

@@ -31,15 +31,23 @@ CLOSE_TRY_AGAIN = 1013  # a console that could not keep up, or a phone token con
 CLOSE_REPLACED = 4001  # a newer socket of the same device took over: do not reconnect this one
 
 
-def response(error: refusals.Refusal) -> JSONResponse:
-    """The contract's error body, and the headers HTTP clients act on without reading it."""
+# Tracker apps (OwnTracks, Traccar Client) tell apart only success, 400 and 401: a field they
+# sent that cannot be stored is a 400 there, as Traccar's own server answers it.
+TRACKER_HTTP_STATUS = {**HTTP_STATUS, "invalid_field": 400}
+
+
+def response(error: refusals.Refusal, *, statuses: dict[str, int] = HTTP_STATUS,
+             challenge: str = "Bearer") -> JSONResponse:
+    """The contract's error body, and the headers HTTP clients act on without reading it.
+    `statuses`: the route's mapping (TRACKER_HTTP_STATUS for tracker apps); `challenge`: the
+    `WWW-Authenticate` of a 401 (`Basic realm="..."` where the credential is Basic auth)."""
     body, headers = error.frame(), {}
     if error.code == "unauthorized":
-        headers["WWW-Authenticate"] = "Bearer"
+        headers["WWW-Authenticate"] = challenge
     if body.get("retry_after_ms") is not None:
         # Whole seconds, rounded up (RFC 9110 10.2.3): a client that waits that long passes.
         headers["Retry-After"] = str(math.ceil(body["retry_after_ms"] / 1000))
-    return JSONResponse(body, status_code=HTTP_STATUS[error.code], headers=headers or None)
+    return JSONResponse(body, status_code=statuses[error.code], headers=headers or None)
 
 
 class _InputErrorsInOneLine(logging.Filter):

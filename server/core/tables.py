@@ -374,3 +374,23 @@ trip_events = sa.Table(
     sa.Column("done_at", sa.DateTime(timezone=True)),
     sa.Index("trip_events_due", "channel", "due_at", postgresql_where=sa.text("done_at IS NULL")),
 )
+
+# --- Tracker apps (issue 11): phones without our app ---
+
+# An external device a user registered (`POST /v1/devices`): Traccar Client's id (the OsmAnd
+# protocol) stands for this device. Its fixes are stored under its own `device_id`, never the
+# app's: each stream of seqs is its own, so the app's resume point (`history.acked_seq`) is
+# never moved by a tracker's timestamp-derived seqs.
+TRACKER_PROTOCOLS = ("osmand",)
+
+trackers = sa.Table(
+    "trackers",
+    metadata,
+    sa.Column("device_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("user_id", pg.UUID(as_uuid=True), sa.ForeignKey("users.user_id"), nullable=False, index=True),
+    sa.Column("protocol", sa.Text, nullable=False),
+    sa.Column("external_id", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.CheckConstraint("protocol IN ('osmand')", name="trackers_protocol"),
+    sa.UniqueConstraint("protocol", "external_id", name="trackers_protocol_external_id"),
+)

@@ -8,15 +8,15 @@ the erased row) and refuses the insert for an erased user, as a foreign key woul
 ping flush guards itself in its own statement (`positions.history.STORE`); alerts are
 left unguarded on purpose: an SOS racing an erasure still reaches the dispatchers.
 
-Revision ID: 0010
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0010'
-down_revision = '0007'
+revision = '0009'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

@@ -22,8 +22,8 @@ grows with the table. In order:
 whole, like a daily partition, once the cutover is older than the history retention
 (server/positions/partitions.py).
 
-Revision ID: 0009
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
@@ -31,8 +31,8 @@ from alembic import op
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects import postgresql as pg
 
-revision = "0009"
-down_revision = "0007"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
