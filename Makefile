@@ -26,7 +26,7 @@ test: services
 
 # The benchmark writes millions of rows: it gets a fresh database of its own each run.
 BENCH_DATABASE_URL := postgresql+asyncpg://guardian:guardian@127.0.0.1:5432/guardian_bench
-# And one with the history unpartitioned (the revision before 0009), for the ping path's cost before and after.
+# And one with the history unpartitioned (the revision before 0010), for the ping path's cost before and after.
 BENCH_FLAT_DATABASE_URL := postgresql+asyncpg://guardian:guardian@127.0.0.1:5432/guardian_bench_flat
 BENCH_FLAT_REVISION ?= 0009
 bench: services

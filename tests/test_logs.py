@@ -19,6 +19,7 @@ from tests.endpoints import CadReceiver, FakeFcm
 from tests.servers import (ServerProcess, add_staff, bearer, connect_console, login, quiet, receive, until_ack,
                            until_type)
 from tests.sharing.watching import shared, watch
+from tests.trackers.apps import basic, owntracks_location, traccar_json
 
 NAME, PHONE = "Mei Quillfeather", "+886955501234"
 CONTACT_NAME, CONTACT_PHONE = "Oskar Brindlewood", "+886955507777"
@@ -32,6 +33,10 @@ PLATE, DRIVER = "QZX-9876", "Ivo Marchbanks"
 # precision down to 4 decimals is caught.
 FIXES = [(25.0412871, 121.5654193), (25.0415382, 121.5657214), (25.0418463, 121.5659735)]
 SOS_AT = (25.0421957, 121.5662846)
+OWNTRACKS_AT = (25.0431628, 121.5671359)
+OSMAND_AT = (25.0437194, 121.5678642)
+OSMAND_SOS_AT = (25.0442681, 121.5683917)
+OSMAND_ID = "osmand-id-c4e7a19b2f3d5608"
 INVALID_LAT = 95.5318642
 CAD_SECRET = "cad-signing-secret-91c2e7d04f"
 FCM_ACCESS_TOKEN = "fcm-access-token-3e8b1c6a90"
@@ -112,11 +117,45 @@ async def drive_the_stack(server: ServerProcess, engine, fcm: FakeFcm, cad: CadR
                 await quiet(console, 0.5)
             finally:
                 await console.close()
+            await drive_the_trackers(http, token)
             await asyncio.to_thread(fcm.wait_for, 1)
             await asyncio.to_thread(cad.wait_for, 1)
         finally:
             await phone.close()
-    return {"device token": token, "share token": link["token"], "user id": user_id}
+        # A second user takes their data and erases the account.
+        other = (await http.post("/v1/users", json={"name": "Erased Person", "phone": "+886955509999"})).json()
+        theirs = bearer(other["device_token"])
+        await http.post("/v1/pings", headers=theirs, content=json.dumps(
+            {"type": "pings", "pings": [{"seq": 1, "ts": int(time.time() * 1000), "lat": FIXES[1][0],
+                                         "lon": FIXES[1][1], "acc": 5.0}]}))
+        assert (await http.get("/v1/me/export", headers=theirs)).status_code == 200
+        assert (await http.delete("/v1/me", headers=theirs)).status_code == 204
+    return {"device token": token, "share token": link["token"], "user id": user_id,
+            "erased token": other["device_token"], "erased phone": "+886955509999"}
+
+
+async def drive_the_trackers(http: httpx.AsyncClient, token: str) -> None:
+    """OwnTracks with good and bad credentials, Traccar Client by query and JSON, its SOS."""
+    tst = int(time.time())
+    sent = await http.post("/owntracks/pub", json=owntracks_location(tst=tst, at=OWNTRACKS_AT), headers=basic(token))
+    assert sent.status_code == 200, sent.text
+    assert (await http.post("/owntracks/pub", json=owntracks_location(at=OWNTRACKS_AT),
+                            headers=basic(WRONG_TOKEN))).status_code == 401
+    assert (await http.post("/owntracks/pub", json={"_type": "encrypted", "data": PIN},
+                            headers=basic(token))).status_code == 400
+    assert (await http.post("/v1/devices", json={"protocol": "osmand", "external_id": OSMAND_ID},
+                            headers=bearer(token))).status_code == 201
+    query = {"id": OSMAND_ID, "timestamp": str(tst + 1), "lat": str(OSMAND_AT[0]), "lon": str(OSMAND_AT[1]),
+             "speed": "10.0", "accuracy": "8.0", "batt": "77"}
+    assert (await http.get("/osmand", params=query)).status_code == 200
+    assert (await http.get("/osmand", params={**query, "id": OSMAND_ID[::-1]})).status_code == 404
+    assert (await http.get("/osmand", params={**query, "lat": str(INVALID_LAT)})).status_code == 400
+    body = traccar_json(OSMAND_ID, timestamp=wire_time(tst + 2), at=OSMAND_SOS_AT, alarm="sos")
+    assert (await http.post("/osmand", json=body)).status_code == 200
+
+
+def wire_time(epoch_s: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
 
 
 async def test_no_secret_or_coordinate_reaches_any_log_line(test_env, engine, tmp_path):
@@ -138,7 +177,8 @@ async def test_no_secret_or_coordinate_reaches_any_log_line(test_env, engine, tm
                "wrong password": WRONG_PASSWORD, "wrong token": WRONG_TOKEN, "CAD secret": CAD_SECRET,
                "FCM access token": FCM_ACCESS_TOKEN,
                "plate": PLATE, "driver": DRIVER, **{key: value for key, value in made.items() if key != "user id"}}
-    for value in (*(c for fix in (*FIXES, SOS_AT) for c in fix), INVALID_LAT):
+    secrets["OsmAnd id"] = OSMAND_ID
+    for value in (*(c for fix in (*FIXES, SOS_AT, OWNTRACKS_AT, OSMAND_AT, OSMAND_SOS_AT) for c in fix), INVALID_LAT):
         secrets.update({f"coordinate {text_}": text_ for text_ in coordinate_texts(value)})
     leaks = {label: line for label, value in secrets.items() for line in text.splitlines() if value in line}
     assert not leaks, leaks

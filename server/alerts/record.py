@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.alerts import view
 from server.core.tables import (ALERT_UNFINISHED, alert_fixes, alert_notes, alerts, audit_reads, outbox, pings,
-                                sos_repeats, trips)
+                                sos_repeats, trips, users)
 
 _COPIED = ("device_id", "seq", "device_ts", "received_at", "location", "accuracy_m")
 
@@ -76,4 +76,11 @@ async def remove_ended(*, connection: AsyncConnection, ended_before: datetime, b
     for table in (alert_notes, outbox, audit_reads, sos_repeats):
         await connection.execute(table.delete().where(table.c.alert_id.in_(gone)))
     await connection.execute(alerts.delete().where(alerts.c.alert_id.in_(gone)))
+    # An erased user's record ends with their last alert: the trips it kept, then the tombstone.
+    erased = sa.select(users.c.user_id).where(users.c.erased_at.is_not(None))
+    await connection.execute(trips.delete().where(
+        trips.c.user_id.in_(erased), trips.c.alert_id.is_(None),
+        ~sa.exists().where(alerts.c.trip_id == trips.c.trip_id)))
+    await connection.execute(users.delete().where(
+        users.c.erased_at.is_not(None), ~sa.exists().where(alerts.c.user_id == users.c.user_id)))
     return len(gone)

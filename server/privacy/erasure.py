@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.alerts import record
 from server.alerts.fanout import Fanout
 from server.core import keys, refusals
 from server.core.tables import ALERT_UNFINISHED, alerts, metadata, shares, trips, users
@@ -68,6 +69,12 @@ def erased_tables() -> list[tuple[sa.Table, sa.ColumnElement | None]]:
 
 
 def _deletion(table: sa.Table, key, user_id: uuid.UUID) -> sa.Delete:
+    if table is trips:
+        # A trip an alert was raised on is part of that alert's record (the plate and the driver
+        # of the taxi, the planned route of the hike): it stays with the alert, its events and
+        # share links go.
+        recorded = sa.select(alerts.c.trip_id).where(alerts.c.user_id == user_id, alerts.c.trip_id.is_not(None))
+        return sa.delete(trips).where(trips.c.user_id == user_id, trips.c.trip_id.not_in(recorded))
     if key is None:
         return sa.delete(table).where(table.c.user_id == user_id)
     parent = key.column.table
@@ -88,6 +95,8 @@ async def erase(*, connection: AsyncConnection, user_id: uuid.UUID) -> Erased | 
         alerts.c.user_id == user_id, alerts.c.status.in_(ALERT_UNFINISHED)))
     if unfinished:
         raise refusals.Conflict("an alert of yours is not over yet; the account can be erased once it is")
+    # The fixes of the alerts' tracks outlive the history, as the record (before any is deleted).
+    await record.keep_tracks(connection=connection, user_id=user_id)
     linked = (await connection.execute(
         sa.select(shares.c.share_id, shares.c.trip_id, shares.c.expires_at, shares.c.revoked_at)
         .join(trips, trips.c.trip_id == shares.c.trip_id).where(trips.c.user_id == user_id))).all()

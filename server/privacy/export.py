@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.core import wire
-from server.core.tables import (alert_notes, alerts, contacts, devices, last_locations, pins, push_tokens, shares,
+from server.core.tables import (alert_notes, alerts, contacts, devices, pins, push_tokens, shares,
                                 sos_repeats, trip_events, trips, users)
 from server.positions import history, track
 

@@ -20,7 +20,7 @@ down_revision = '0008'
 branch_labels = None
 depends_on = None
 
-GUARDED = ('trips', 'contacts', 'pins', 'devices')
+GUARDED = ("trips", "contacts", "pins", "devices", "trackers")
 
 
 def upgrade() -> None:
