@@ -6,12 +6,14 @@ import json
 import re
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import sqlalchemy as sa
 import websockets
 from redis.asyncio import Redis
 
+from server.alerts import record
 from tests.conftest import TEST_ENV
 from tests.privacy.account import CONTACT, FCM_TOKEN, NAME, NOTE, PHONE, full_account
 from tests.servers import bearer, connect_console, connect_phone, create_user, sos_frame, until_type
@@ -100,8 +102,13 @@ async def test_export_then_erase_then_nothing_of_the_user_is_left_but_the_alert_
         await watcher.close()
         await account.phone.close()
 
-    assert set(await rows_about(engine, account.user_id)) <= RECORD
+    assert set(await rows_about(engine, account.user_id)) <= RECORD | {"trips"}
     async with engine.connect() as connection:
+        kept_trips = set(await connection.scalars(sa.text("SELECT trip_id FROM trips WHERE user_id = :u"),
+                                                  {"u": account.user_id}))
+        alert_trips = set(await connection.scalars(sa.text(
+            "SELECT trip_id FROM alerts WHERE user_id = :u AND trip_id IS NOT NULL"), {"u": account.user_id}))
+        assert kept_trips == alert_trips, "only the trip an alert was raised on stays, with that alert's record"
         for table, column, value in (("shares", "trip_id", account.trip_id), ("trip_events", "trip_id", account.trip_id)):
             assert await connection.scalar(sa.text(f"SELECT count(*) FROM {table} WHERE {column} = :v"),
                                            {"v": value}) == 0
@@ -205,3 +212,20 @@ async def test_pings_streaming_through_the_erasure_leave_no_fix_behind(server, e
     await asyncio.sleep(2.0)
     assert await rows_about(engine, user_id) == {"users": 1}
     assert await redis_mentions(user_id) == []
+
+
+async def test_an_erased_users_record_ends_with_their_last_alert_trip_and_tombstone_included(server, engine):
+    account = await full_account(server, engine)
+    await account.phone.close()
+    assert erase(server, account.token).status_code == 204
+    async with engine.begin() as connection:
+        assert await connection.scalar(sa.text("SELECT count(*) FROM trips WHERE trip_id = :t"),
+                                       {"t": account.trip_id}) == 1, "the alert's trip is part of its record"
+        removed = await record.remove_ended(connection=connection, ended_before=datetime.now(UTC) + timedelta(days=1))
+    assert removed == 1
+    async with engine.connect() as connection:
+        for table in ("alerts", "trips", "users", "alert_fixes"):
+            column = "alert_id" if table == "alert_fixes" else "user_id"
+            value = account.alert_id if table == "alert_fixes" else account.user_id
+            assert await connection.scalar(sa.text(f"SELECT count(*) FROM {table} WHERE {column} = :v"),
+                                           {"v": value}) == 0, table
