@@ -20,10 +20,10 @@ def free_port() -> int:
 class ServerProcess:
     """A command that serves HTTP on `port` and answers GET /healthz when ready."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], port: int | None = None, log=None):
-        """`log`: a file that takes the process's stdout and stderr (default: this process's)."""
+    def __init__(self, argv: list[str], env: dict[str, str], port: int | None = None, log_file=None):
+        """`log_file`: a file that takes the process's stdout and stderr (default: this process's)."""
         self.argv = argv
-        self.log = log
+        self.log_file = log_file
         self.port = port or free_port()
         self.env = {**env, "GUARDIAN_PORT": str(self.port)}
         self.process: subprocess.Popen | None = None
@@ -42,7 +42,7 @@ class ServerProcess:
         return self.process.pid
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, env=self.env, stdout=self.log, stderr=self.log)
+        self.process = subprocess.Popen(self.argv, env=self.env, stdout=self.log_file, stderr=self.log_file)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         # One client, closed on the way out: a refused probe must not leave a socket behind.
         with httpx.Client(timeout=0.5) as client:

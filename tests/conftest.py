@@ -32,7 +32,7 @@ TEST_ENV = {
 }
 # Everything but the jurisdictions, which the session loads once (the Taipei demo).
 TABLES = ("trip_events", "shares", "trips", "outbox", "audit_reads", "officer_positions", "alert_notes", "sos_repeats", "alerts", "pins", "contacts",
-          "push_tokens", "trackers", "staff_sessions", "staff", "pings", "last_locations", "devices", "users")
+          "push_tokens", "trackers", "retired_trackers", "staff_sessions", "staff", "pings", "last_locations", "devices", "users")
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,8 @@ free_port = processes.free_port
 class ServerProcess(processes.ServerProcess):
     """`python -m server serve` on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], port: int | None = None, log=None):
-        super().__init__([sys.executable, "-m", "server", "serve"], env, port, log)
+    def __init__(self, env: dict[str, str], port: int | None = None, log_file=None):
+        super().__init__([sys.executable, "-m", "server", "serve"], env, port, log_file)
 
 
 def create_user(server: ServerProcess, name: str = "Ann Lin", phone: str = "+886912345678") -> tuple[str, str]:

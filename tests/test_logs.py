@@ -164,7 +164,7 @@ async def test_no_secret_or_coordinate_reaches_any_log_line(test_env, engine, tm
         server = ServerProcess({**test_env, "GUARDIAN_LOG_LEVEL": "DEBUG", "GUARDIAN_FCM_PROJECT_ID": "guardian-test",
                                 "GUARDIAN_FCM_ENDPOINT": fcm.url, "GUARDIAN_FCM_ACCESS_TOKEN": FCM_ACCESS_TOKEN,
                                 "GUARDIAN_CAD_ENDPOINTS": json.dumps([f"{cad.url}/cad"]),
-                                "GUARDIAN_CAD_SECRET": CAD_SECRET}, log=log)
+                                "GUARDIAN_CAD_SECRET": CAD_SECRET}, log_file=log)
         server.start()
         try:
             made = await asyncio.wait_for(drive_the_stack(server, engine, fcm, cad), timeout=60)

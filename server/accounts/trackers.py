@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.accounts import auth
 from server.core import db, openapi, refusals, wire
-from server.core.tables import trackers
+from server.core.tables import retired_trackers, trackers
 
 router = APIRouter()
 
@@ -69,15 +69,22 @@ async def register(body: NewTracker, request: Request, device: Device) -> dict:
         raise refusals.InvalidField(f"an OsmAnd device id holds at least {minimum} characters: "
                                     "anyone who knows it can post as the device, so choose a long random one",
                                     field="external_id")
+    retired = sa.exists().where(
+        retired_trackers.c.protocol == body.protocol,
+        retired_trackers.c.external_id_sha256 == sa.func.sha256(sa.func.convert_to(body.external_id, "UTF8")))
     statement = (pg.insert(trackers)
-                 .values(device_id=uuid.uuid4(), user_id=device.user_id, protocol=body.protocol,
-                         external_id=body.external_id)
+                 .from_select(["device_id", "user_id", "protocol", "external_id"],
+                              sa.select(sa.literal(uuid.uuid4(), pg.UUID(as_uuid=True)),
+                                        sa.literal(device.user_id, pg.UUID(as_uuid=True)),
+                                        sa.literal(body.protocol), sa.literal(body.external_id)).where(~retired))
                  .on_conflict_do_nothing(constraint="trackers_protocol_external_id")
                  .returning(*trackers.c))
     async with request.app.state.services.engine.begin() as connection:
         row = (await connection.execute(statement)).first()
     if row is None:
-        raise refusals.Conflict("this device id is already registered", field="external_id")
+        # Taken, or retired: a removed device's phone may still be posting with it.
+        raise refusals.Conflict("this device id is registered, or was and was removed: choose a new one",
+                                field="external_id")
     return _shown(row)
 
 

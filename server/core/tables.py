@@ -394,3 +394,13 @@ trackers = sa.Table(
     sa.CheckConstraint("protocol IN ('osmand')", name="trackers_protocol"),
     sa.UniqueConstraint("protocol", "external_id", name="trackers_protocol_external_id"),
 )
+
+# The ids of removed trackers (as SHA-256), never registrable again: the phone that has one keeps
+# posting, and must not reach whoever registers it next. Filled by a trigger on trackers (0011).
+retired_trackers = sa.Table(
+    "retired_trackers",
+    metadata,
+    sa.Column("protocol", sa.Text, primary_key=True),
+    sa.Column("external_id_sha256", sa.LargeBinary(32), primary_key=True),
+    sa.Column("retired_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)

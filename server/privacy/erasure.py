@@ -38,8 +38,9 @@ from server.sharing.feed import TripFeed
 from server.sharing.links import Share
 
 # Kept after an erasure, for the alert retention period: the alerts (with their location,
-# notes and outbox, which point at them rather than at the user) and the dispatchers' reads.
-RECORD_TABLES = frozenset({"alerts", "audit_reads"})
+# notes and outbox, which point at them rather than at the user), the further SOS that joined
+# them (their fix, time and note) and the dispatchers' reads.
+RECORD_TABLES = frozenset({"alerts", "audit_reads", "sos_repeats"})
 # Longer than the ingest's bound on its copy to Redis after a commit (`phones.ingest`).
 HOT_COPY_SETTLE_S = 1.5
 

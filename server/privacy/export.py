@@ -22,11 +22,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.core import wire
-from server.core.tables import (alert_notes, alerts, contacts, devices, pins, push_tokens, shares,
+from server.core.tables import (alert_fixes, alert_notes, alerts, contacts, devices, pins, push_tokens, shares,
                                 sos_repeats, trip_events, trips, users)
 from server.positions import history, track
 
 CHUNK_ROWS = 2000
+# How long the export's transaction may wait for the client to take the next piece.
+IDLE_TIMEOUT_S = 30
 MEDIA_TYPE = "application/zip"
 README = """Everything Guardian holds about you, as of the time of this export.
 
@@ -149,14 +151,22 @@ async def _alerts(connection: AsyncConnection, user_id: uuid.UUID) -> list[dict]
                       *_point(sos_repeats.c.location, sos_repeats.c.location))
             .where(sos_repeats.c.user_id == user_id).order_by(sos_repeats.c.received_at)):
         repeats.setdefault(repeat.alert_id, []).append(_without(repeat, "alert_id"))
-    return [{**row._mapping,
-             "notes": notes.get(row.alert_id, []), "sos_repeats": repeats.get(row.alert_id, [])} for row in rows]
+    kept = {}
+    for fix in await connection.execute(
+            sa.select(alert_fixes.c.alert_id, alert_fixes.c.device_ts, alert_fixes.c.accuracy_m,
+                      *_point(alert_fixes.c.location, alert_fixes.c.location))
+            .where(alert_fixes.c.alert_id.in_(ids)).order_by(alert_fixes.c.alert_id, alert_fixes.c.device_ts)):
+        kept.setdefault(fix.alert_id, []).append(_without(fix, "alert_id"))
+    return [{**row._mapping, "notes": notes.get(row.alert_id, []), "sos_repeats": repeats.get(row.alert_id, []),
+             "kept_track": kept.get(row.alert_id, [])} for row in rows]
 
 
-async def _deflate(entry, data: bytes) -> None:
-    """Compress a chunk in a worker thread (zlib lets go of the GIL): a year of fixes is
-    seconds of deflating, which the event loop's phones and SOS must not wait behind."""
-    await asyncio.to_thread(entry.write, data)
+def _geojson_chunk(entry, separator: bytes, chunk: list) -> None:
+    entry.write(separator + b",".join(_json(track.feature(stored)) for stored in chunk))
+
+
+def _gpx_chunk(entry, chunk: list) -> None:
+    entry.write(b"".join(track.gpx_point(stored) for stored in chunk))
 
 
 async def archive(*, engine: AsyncEngine, user_id: uuid.UUID, chunk_rows: int = CHUNK_ROWS) -> AsyncIterator[bytes]:
@@ -164,6 +174,9 @@ async def archive(*, engine: AsyncEngine, user_id: uuid.UUID, chunk_rows: int = 
     sink = _Sink()
     async with engine.connect() as connection:
         await connection.execution_options(isolation_level="REPEATABLE READ")
+        # A client that stops reading must not hold the snapshot (and its locks) for long: the
+        # retention job's partition changes and vacuum wait for it.
+        await connection.execute(sa.text(f"SET LOCAL idle_in_transaction_session_timeout = '{IDLE_TIMEOUT_S}s'"))
         with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archived:
             archived.writestr("README.txt", README)
             archived.writestr("profile.json", _json(await _profile(connection, user_id)))
@@ -174,14 +187,16 @@ async def archive(*, engine: AsyncEngine, user_id: uuid.UUID, chunk_rows: int = 
                 entry.write(track.GEOJSON_HEAD)
                 separator = b""
                 async for chunk in history.stream_track(connection=connection, user_id=user_id, chunk_rows=chunk_rows):
-                    await _deflate(entry, separator + b",".join(_json(track.feature(stored)) for stored in chunk))
+                    # Encoding and deflating a chunk in a worker thread: a year of fixes is seconds of
+                    # it, and the event loop's phones and SOS must not wait behind it.
+                    await asyncio.to_thread(_geojson_chunk, entry, separator, chunk)
                     separator = b","
                     yield sink.take()
                 entry.write(track.GEOJSON_TAIL)
             with archived.open("history.gpx", "w", force_zip64=True) as entry:
                 entry.write(track.gpx_head(name=f"Guardian history {user_id}"))
                 async for chunk in history.stream_track(connection=connection, user_id=user_id, chunk_rows=chunk_rows):
-                    await _deflate(entry, b"".join(track.gpx_point(stored) for stored in chunk))
+                    await asyncio.to_thread(_gpx_chunk, entry, chunk)
                     yield sink.take()
                 entry.write(track.GPX_TAIL)
     yield sink.take()

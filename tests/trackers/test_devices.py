@@ -84,3 +84,20 @@ async def test_the_tracker_registry_needs_a_device_token(server, method, path):
     response = httpx.request(method, f"{server.url}{path}", json={"protocol": "osmand", "external_id": "x" * 20},
                              headers=bearer("not-a-token"), timeout=10)
     assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_removed_or_erased_trackers_id_can_never_be_registered_again(server):
+    """The phone that has the id keeps posting: the next to register it would follow that phone."""
+    _, owner = create_user(server)
+    _, stranger = create_user(server, phone="+886900000002")
+    removed, erased = new_external_id(), new_external_id()
+    device_id = register(server, owner, removed)["device_id"]
+    register(server, owner, erased)
+    assert httpx.delete(f"{server.url}/v1/devices/{device_id}", headers=bearer(owner), timeout=10).status_code == 204
+    assert httpx.delete(f"{server.url}/v1/me", headers=bearer(owner), timeout=30).status_code == 204
+    for external_id in (removed, erased):
+        for token in (stranger,):
+            answer = post_device(server, token, {"protocol": "osmand", "external_id": external_id})
+            assert answer.status_code == 409 and answer.json()["field"] == "external_id", answer.text
+    assert devices_of(server, stranger) == []
+    assert post_device(server, stranger, {"protocol": "osmand", "external_id": new_external_id()}).status_code == 201
