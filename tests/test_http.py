@@ -230,3 +230,31 @@ async def test_post_pings_refuses_what_storage_cannot_hold_and_stores_the_rest(s
     assert [(error["code"], error["field"]) for error in response.json()["errors"]] == [
         ("invalid_field", "seq"), ("invalid_field", "ts")]
     assert [row["seq"] for row in await stored_pings(engine, user_id)] == [0, 3]
+
+
+@pytest.mark.parametrize("over", ["http", "socket"])
+async def test_a_seq_resent_with_another_device_time_is_acked_and_stored_once(server, engine, over):
+    """(device, seq) is the ping's identity: the history's key has the device time in it (its
+    partitions are days), so a resend dated otherwise, even on another day, is caught apart."""
+    from tests.servers import connect_phone, until_ack
+
+    user_id, token = create_user(server)
+    now_ms = int(time.time() * 1000)
+    times = [now_ms, now_ms - 1000, now_ms - 2 * 86_400_000, now_ms + 3000]
+    pings = [{"type": "ping", "seq": 5, "ts": ts, "lat": 25.0339, "lon": 121.5645, "acc": 5.0} for ts in times]
+    if over == "http":
+        for ping in pings:
+            answer = httpx.post(f"{server.url}/v1/pings", json={"type": "pings", "pings": [ping]},
+                                headers=bearer(token), timeout=10)
+            assert answer.status_code == 200 and answer.json()["seq"] == 5, answer.text
+    else:
+        for ping in pings:  # each on a socket of its own, as after reconnects
+            ws, _ = await connect_phone(server, token)
+            try:
+                await ws.send(__import__("json").dumps(ping))
+                await until_ack(ws, 5)
+            finally:
+                await ws.close()
+    stored = await stored_pings(engine, user_id)
+    assert [row["seq"] for row in stored] == [5], stored
+    assert int(stored[0]["device_ts"].timestamp() * 1000) == times[0], "the first one sent is the one kept"

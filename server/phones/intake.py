@@ -43,6 +43,7 @@ class Intake:
         device_share_rows: int,
         on_refused: Callable[[refusals.Refusal], None],
         on_change: Callable[[], None] | None = None,
+        stored_seq: int = -1,
     ):
         """`on_refused`: called (from the flusher, must not block) for a queued ping that
         PostgreSQL refused, with the error to answer. `on_change`: the ledger's watcher
@@ -61,6 +62,10 @@ class Intake:
         self._rate_limiter = rate_limiter
         self._max_batch = max_batch_pings
         self._share_rows = device_share_rows
+        # The highest seq of this device stored or taken so far: a ping at or below it may repeat
+        # one stored with another device time, in another day's partition, which the key
+        # (device_id, seq, device_ts) cannot see; it is checked against every partition.
+        self._highest_seq = stored_seq
 
     def close(self) -> None:
         """Leave the device's ledger (its queued pings still settle; nobody waits for them here)."""
@@ -135,6 +140,8 @@ class Intake:
         suspect = rules.suspicions(fix, previous=self._previous, now=now, limits=self._limits)
         if not suspect and (self._previous is None or fix.ts > self._previous.ts):
             self._previous = fix
+        recheck = ping.seq <= max(self._highest_seq, self.ledger.acked_seq)
+        self._highest_seq = max(self._highest_seq, ping.seq)
         return history.NewFix(
             device_id=self.device.device_id,
             user_id=self.device.user_id,
@@ -142,6 +149,7 @@ class Intake:
             fix=fix,
             received_at=now,
             suspect=[reason.code for reason in suspect] or None,
+            recheck=recheck,
         )
 
 
@@ -155,6 +163,8 @@ async def open_intake(*, connection: AsyncConnection, services: "Services", devi
     watches the ledger; `in_alert`: whether the user has an unfinished alert (default: the
     fan-out's view); `on_refused`: see Intake. The caller must `close()` the intake."""
     last = await history.last_location(connection=connection, user_id=device.user_id)
+    stored_seq = acked_seq if acked_seq >= 0 else await history.acked_seq(connection=connection,
+                                                                         device_id=device.device_id)
     settings = services.settings
     fanout, user_key = services.fanout, str(device.user_id)
     # Nothing is awaited from here on, so an opened ledger always reaches the caller's close().
@@ -172,4 +182,5 @@ async def open_intake(*, connection: AsyncConnection, services: "Services", devi
         device_share_rows=settings.ingest_device_share_rows,
         on_refused=on_refused,
         on_change=on_change,
+        stored_seq=stored_seq,
     )

@@ -42,6 +42,8 @@ _COLUMNS = {
     "battery_pct": sa.Float(),
     # Comma-joined codes, or null.
     "suspect": sa.Text(),
+    # Whether its (device, seq) may be stored already under another device time (`NewFix.recheck`).
+    "recheck": sa.Boolean(),
 }
 
 _encoder = msgspec.json.Encoder()
@@ -61,6 +63,9 @@ def _build_store_statement():
     live_user = (sa.select(sa.literal(1)).select_from(users)
                  .where(users.c.user_id == rows.c.user_id, users.c.erased_at.is_(None))
                  .with_for_update(read=True, key_share=True).exists())
+    # Only for a row marked to recheck: a probe of each partition's key, too dear for every ping.
+    stored_already = (sa.select(sa.literal(1)).select_from(pings)
+                      .where(pings.c.device_id == rows.c.device_id, pings.c.seq == rows.c.seq).exists())
     inserted = (
         pg.insert(pings)
         .from_select(
@@ -70,7 +75,7 @@ def _build_store_statement():
                 point(rows.c.lat, rows.c.lon),
                 *(rows.c[name] for name in measures),
                 sa.func.string_to_array(rows.c.suspect, ","),
-            ).where(live_user),
+            ).where(live_user, sa.case((rows.c.recheck, ~stored_already), else_=sa.true())),
         )
         # No conflict target: the key is (device_id, seq) on a database before migration 0009 and
         # (device_id, seq, device_ts) after it (the partition key must be in it); a retried ping
@@ -119,6 +124,9 @@ class NewFix:
     fix: Fix
     received_at: datetime
     suspect: list[str] | None
+    # The seq is not above every seq of the device stored or taken before: check that no
+    # partition holds it (the key has the device time in it, so the insert's conflict cannot).
+    recheck: bool = False
 
 
 async def store(*, connection: AsyncConnection, rows: Sequence[NewFix]) -> list[tuple[uuid.UUID, Fix]]:
@@ -132,7 +140,7 @@ async def store(*, connection: AsyncConnection, rows: Sequence[NewFix]) -> list[
     records = [
         (row.device_id, row.user_id, row.seq, row.fix.ts, row.received_at, row.fix.lat, row.fix.lon,
          row.fix.accuracy_m, row.fix.altitude_m, row.fix.speed_mps, row.fix.heading_deg, row.fix.battery_pct,
-         ",".join(row.suspect) if row.suspect else None)
+         ",".join(row.suspect) if row.suspect else None, row.recheck)
         for row in rows
     ]
     result = await connection.execute(STORE, {"rows": _encoder.encode(records).decode()})
