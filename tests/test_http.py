@@ -258,3 +258,17 @@ async def test_a_seq_resent_with_another_device_time_is_acked_and_stored_once(se
     stored = await stored_pings(engine, user_id)
     assert [row["seq"] for row in stored] == [5], stored
     assert int(stored[0]["device_ts"].timestamp() * 1000) == times[0], "the first one sent is the one kept"
+
+
+async def test_a_fix_dated_days_ahead_is_refused_and_one_hours_ahead_stored_as_suspect(server, engine):
+    """A fix dated past the days the history has made ahead would sit in its default partition,
+    which the day's making then locks for every flush: it is no history anyway."""
+    user_id, token = create_user(server)
+    now_ms = int(time.time() * 1000)
+    pings = [{"seq": 1, "ts": now_ms + 3 * 86_400_000, "lat": 25.0339, "lon": 121.5645},
+             {"seq": 2, "ts": now_ms + 3_600_000, "lat": 25.0339, "lon": 121.5645}]
+    answer = httpx.post(f"{server.url}/v1/pings", json={"type": "pings", "pings": pings}, headers=bearer(token),
+                        timeout=10).json()
+    assert answer["seq"] == 2 and [(e["seq"], e["field"]) for e in answer["errors"]] == [(1, "ts")], answer
+    stored = await stored_pings(engine, user_id)
+    assert [(row["seq"], row["suspect"]) for row in stored] == [(2, ["future"])], stored

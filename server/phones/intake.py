@@ -18,7 +18,7 @@ from geo.fix import Fix
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.core import refusals, wire
-from server.positions import history
+from server.positions import history, partitions
 from server.accounts.auth import Device
 from server.phones.ingest import Ingest, Item
 from server.phones.ledger import Entry, Ledger
@@ -137,6 +137,10 @@ class Intake:
         refusal = rules.refusal(fix)
         if refusal is not None:
             raise refusals.InvalidField(refusal.message, field=refusal.field, seq=ping.seq)
+        if fix.ts - now > partitions.STORABLE_AHEAD:
+            # A clock days ahead: no history to keep (an SOS never comes this way: its fix is annotated).
+            raise refusals.InvalidField(f"ts is more than {partitions.STORABLE_AHEAD.days} days ahead of the server "
+                                        "clock", field="ts", seq=ping.seq)
         suspect = rules.suspicions(fix, previous=self._previous, now=now, limits=self._limits)
         if not suspect and (self._previous is None or fix.ts > self._previous.ts):
             self._previous = fix

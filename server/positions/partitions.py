@@ -37,6 +37,10 @@ DEFAULT = "pings_default"
 DAY = timedelta(days=1)
 # Days made ahead of the clock: fixes dated up to then go to their own partitions.
 PREMAKE_DAYS = 4
+# How far ahead a fix may be dated and still be stored: well inside the days made ahead, so the
+# default partition never holds rows of a day about to be made (moving them out of it at that
+# moment locks it, and so every flush that holds a fix dated outside the partitions).
+STORABLE_AHEAD = (PREMAKE_DAYS - 2) * DAY
 LOCK_TIMEOUT = "2s"
 
 _LIST = sa.text("""
