@@ -143,6 +143,7 @@ async def drive_the_trackers(http: httpx.AsyncClient, token: str) -> None:
                             headers=basic(WRONG_TOKEN))).status_code == 401
     assert (await http.post("/owntracks/pub", json={"_type": "encrypted", "data": PIN},
                             headers=basic(token))).status_code == 400
+    assert (await http.post("/owntracks/pub", json={"_type": PHONE}, headers=basic(token))).status_code == 200
     assert (await http.post("/v1/devices", json={"protocol": "osmand", "external_id": OSMAND_ID},
                             headers=bearer(token))).status_code == 201
     query = {"id": OSMAND_ID, "timestamp": str(tst + 1), "lat": str(OSMAND_AT[0]), "lon": str(OSMAND_AT[1]),

@@ -25,6 +25,9 @@ from server.core import db, errors, jsontext, openapi, refusals, wire
 from server.phones import fixes
 
 router = APIRouter()
+# The message types of the OwnTracks JSON format besides `location` and `encrypted` (its booklet).
+KNOWN_TYPES = frozenset({"beacon", "card", "cmd", "configuration", "lwt", "request", "status", "steps",
+                         "transition", "waypoint", "waypoints"})
 log = logging.getLogger(__name__)
 
 CHALLENGE = 'Basic realm="Guardian", charset="UTF-8"'
@@ -127,6 +130,8 @@ async def _publish(request: Request) -> JSONResponse:
             await fixes.store(services=services, device=fixes.owntracks_device(device),
                               fixes=[_fix(_decode(_location_decoder, raw))], names=NAMES)
         else:
-            log.debug("OwnTracks message of _type %r ignored", kind[:32])
+            # Only a type OwnTracks documents is named: the field is the client's text, and a log
+            # line must never quote what a client sent (it could be a token or a position).
+            log.debug("OwnTracks message of _type %s ignored", kind if kind in KNOWN_TYPES else "(unknown)")
     commands = [REPORT_LOCATION] if services.fanout.phone_alerts(str(device.user_id)) else []
     return JSONResponse(commands)
