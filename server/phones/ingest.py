@@ -32,7 +32,9 @@ What keeps the prefix when a flush fails:
 
 import asyncio
 import logging
+import random
 import time
+from collections import deque
 from collections.abc import Callable
 
 from redis.asyncio import Redis
@@ -51,6 +53,14 @@ REDIS_WRITE_TIMEOUT_S = 1.0
 # The queue's hard cap, in multiples of `queue_rows`: room above the fair bound for the devices
 # that hold less than their share, and no more.
 HARD_CAP_FACTOR = 2
+# How long a phone refused for a full queue is told to wait (`retry_after_ms`): about the time the
+# ingest needs to drain what is queued, within these bounds, spread so refused phones do not all
+# come back in one wave.
+RETRY_AFTER_MIN_MS = 250
+RETRY_AFTER_MAX_MS = 30_000
+RETRY_JITTER = 0.5
+# The drain rate is what the flushes committed over about this long.
+DRAIN_WINDOW_S = 3.0
 
 
 def admits(*, queued_rows: int, queue_rows: int, pending_rows: int, share_rows: int) -> bool:
@@ -108,6 +118,9 @@ class Ingest:
         self.flush_count = 0
         self.commit_s = 0.0
         self.refused_rows = 0
+        # (monotonic time, rows) of recent commits: the drain rate that `retry_after_ms` is read from.
+        self._drained: deque[tuple[float, int]] = deque()
+        self._last_commit_s = time.monotonic()
 
     @property
     def queued_rows(self) -> int:
@@ -118,6 +131,28 @@ class Ingest:
         queued now, against its share of a full queue (`admits`)."""
         return admits(queued_rows=len(self._buffer), queue_rows=self._queue_rows, pending_rows=pending_rows,
                       share_rows=share_rows)
+
+    def drain_rows_per_s(self) -> float:
+        """The rows per second committed over the last DRAIN_WINDOW_S (0 before any commit)."""
+        now = time.monotonic()
+        while self._drained and self._drained[0][0] < now - DRAIN_WINDOW_S:
+            self._drained.popleft()
+        if not self._drained:
+            return 0.0
+        return sum(rows for _, rows in self._drained) / DRAIN_WINDOW_S
+
+    def retry_after_ms(self) -> int:
+        """How long a phone refused for a full queue should wait before resending: the queue's
+        depth over the recent drain rate (twice the time since the last commit when nothing
+        committed lately, so a stalled storage pushes phones back further and further), jittered by
+        ±RETRY_JITTER and bounded to [RETRY_AFTER_MIN_MS, RETRY_AFTER_MAX_MS]."""
+        rate = self.drain_rows_per_s()
+        if rate > 0:
+            drain_ms = 1000 * len(self._buffer) / rate
+        else:  # nothing committed lately: the first flush is on its way, or storage stalls (then longer)
+            drain_ms = 2000 * (time.monotonic() - self._last_commit_s)
+        jittered = drain_ms * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
+        return int(min(RETRY_AFTER_MAX_MS, max(RETRY_AFTER_MIN_MS, jittered)))
 
     def start(self) -> None:
         self._runner = supervise(self._run, name="ingest", health=self.health)
@@ -200,6 +235,8 @@ class Ingest:
         for ledger in {id(item.ledger): item.ledger for item in batch}.values():
             ledger.advance()
         self.flushed_rows += len(batch)
+        self._last_commit_s = time.monotonic()
+        self._drained.append((self._last_commit_s, len(batch)))
         self.flush_count += 1
         self.commit_s += time.perf_counter() - started
         await self._copy_to_redis(moved)

@@ -7,6 +7,7 @@ against the device's previous plausible fix. A ping that PostgreSQL refuses at
 flush time is answered through `on_refused`, before the ack that passes it.
 """
 
+import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -20,12 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.core import refusals, wire
 from server.positions import history, partitions
 from server.accounts.auth import Device
-from server.phones.ingest import Ingest, Item
+from server.phones.ingest import RETRY_AFTER_MIN_MS, Ingest, Item
 from server.phones.ledger import Entry, Ledger
 from server.core.ratelimit import RateLimiter
 
 if TYPE_CHECKING:  # the lifespan's bag of services is built above every domain
     from server.services import Services
+
+BUSY = "the server is busy storing pings; resend later"
 
 
 class Intake:
@@ -73,6 +76,14 @@ class Intake:
             self.ledger.unwatch(self._on_change)
         self._ingest.ledgers.release(self.device.device_id, self.ledger)
 
+    def shed(self, seqs: tuple[int, int], count: int) -> refusals.Refusal:
+        """Pings of this device dropped unread while its socket was told to wait: counted as
+        shed, entered in the ledger as answered, and the one refusal that answers them (the
+        caller sends it before any ack may pass them)."""
+        self._ingest.shed(count)
+        self.ledger.answered(seqs[1])
+        return refusals.RateLimited(BUSY, seqs=seqs, retry_after_ms=self._ingest.retry_after_ms())
+
     @property
     def previous(self) -> Fix | None:
         """The device's last plausible fix: from storage at the start, then from its own pings."""
@@ -101,9 +112,12 @@ class Intake:
         has_room = self._ingest.has_room(pending_rows=self.ledger.pending, share_rows=self._share_rows)
         if not has_room and not self._in_alert():
             self._ingest.shed(len(pings))
-            raise self._refuse_whole(pings, "the server is busy storing pings; resend later")
+            raise self._refuse_whole(pings, BUSY,
+                                     retry_after_ms=self._ingest.retry_after_ms())
         if not self._rate_limiter.take(self.device.device_id, len(pings)):
-            raise self._refuse_whole(pings, "too many pings from this device; slow down and resend")
+            wait_ms = 1000 * self._rate_limiter.retry_after_s(self.device.device_id, len(pings))
+            raise self._refuse_whole(pings, "too many pings from this device; slow down and resend",
+                                     retry_after_ms=max(RETRY_AFTER_MIN_MS, math.ceil(wait_ms)))
         now = datetime.now(UTC)
         items: list[Item] = []
         refused: list[refusals.Refusal] = []
@@ -121,16 +135,18 @@ class Intake:
             self.last_entry = items[-1].entry
         return refused
 
-    def _refuse_whole(self, pings: Sequence[wire.PingFields | msgspec.Raw], message: str) -> refusals.Refusal:
-        """`rate_limited` for a whole frame. A lone ping's refusal names its seq, so the ack may
-        pass over it; a refused batch enters no ledger and names its first and last seq: the
-        phone resends it whole."""
+    def _refuse_whole(self, pings: Sequence[wire.PingFields | msgspec.Raw], message: str, *,
+                      retry_after_ms: int) -> refusals.Refusal:
+        """`rate_limited` for a whole frame, with how long the phone should wait before resending
+        (DESIGN: it keeps the refused pings and sends them again after that long). A lone ping's
+        refusal names its seq, so the ack may pass over it; a refused batch enters no ledger and
+        names its first and last seq: the phone resends it whole."""
         if len(pings) == 1 and isinstance(pings[0], wire.PingFields):
             self.ledger.answered(pings[0].seq)
-            return refusals.RateLimited(message, seq=pings[0].seq)
+            return refusals.RateLimited(message, seq=pings[0].seq, retry_after_ms=retry_after_ms)
         first, last = wire.seq_of(pings[0]), wire.seq_of(pings[-1])
         seqs = None if first is None or last is None else (first, last)
-        return refusals.RateLimited(message, seqs=seqs)
+        return refusals.RateLimited(message, seqs=seqs, retry_after_ms=retry_after_ms)
 
     def _judge(self, ping: wire.PingFields, now: datetime) -> history.NewFix:
         fix = wire.to_fix(ping)

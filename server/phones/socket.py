@@ -34,6 +34,7 @@ from server.positions import history
 from server.alerts.view import UNFINISHED
 from server.phones.intake import Intake, open_intake
 from server.phones.ledger import Ledger
+from server.phones import shedding
 from server.core.tasks import cancel_and_wait
 
 if TYPE_CHECKING:  # the lifespan's bag of services is built above every domain
@@ -64,6 +65,7 @@ class PhoneSession:
         # trip id → the status this phone was last told of it (in an answer to its own frame or live).
         self._trips_told: dict[str, str] = {}
         self._trip_tasks: set[asyncio.Task] = set()
+        self._shed = shedding.ShedWindow()
 
     async def run(self) -> None:
         await self._ws.accept()
@@ -165,10 +167,14 @@ class PhoneSession:
         consecutive_errors = 0
         # After a failed ledger the writer closes with 1011 (after the frames before it) and
         # the reader sees the disconnect.
+        loop = asyncio.get_running_loop()
         while True:
             message = await self._ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if self._shed.is_open(loop.time()) and self._drop_unread(message):
+                continue
+            self._answer_shed(intake)  # before any frame is taken, so no ack passes them unanswered
             try:
                 frame = self._decode(message)
                 if isinstance(frame, wire.Sos | wire.SosCancel):
@@ -183,6 +189,9 @@ class PhoneSession:
             except refusals.Refusal as refusal:
                 self._send(wire.encode(refusal.frame()))
                 if isinstance(refusal, refusals.RateLimited):
+                    if refusal.retry_after_ms is not None:  # its next pings until then are shed unread
+                        self._shed.open(loop.time(), refusal.retry_after_ms)
+                        loop.call_later(refusal.retry_after_ms / 1000, self._answer_shed, intake)
                     continue  # not garbage: the phone resends later (a full server sheds this way)
                 consecutive_errors += 1
                 if consecutive_errors >= max_errors:
@@ -190,6 +199,24 @@ class PhoneSession:
                     return
                 continue
             consecutive_errors = 0
+
+    def _drop_unread(self, message: dict) -> bool:
+        """Within a shed window: drop a frame that can only be a ping, unless its user is in an
+        alert (never shed). The range dropped is answered by `_answer_shed`."""
+        text = message.get("text")
+        seq = None if text is None else shedding.ping_seq(text)
+        if seq is None or self._in_alert():
+            return False
+        self._shed.drop(seq)
+        return True
+
+    def _answer_shed(self, intake: Intake) -> None:
+        """One `rate_limited` error for the pings dropped unread since the last one (then the
+        ledger may pass them): at the window's end, or before the next frame is taken."""
+        if self._shed.first_seq is None or self._closing or self.ledger is None or self.ledger.failed:
+            return
+        count, self._shed.dropped = self._shed.dropped, 0
+        self._send(wire.encode(intake.shed(self._shed.take_range(), count).frame()))
 
     @staticmethod
     def _decode(message: dict):
