@@ -129,6 +129,7 @@ def create_app(settings: Settings) -> FastAPI:
             loop_lag = LoopLag()
             loop_lag.start()
             stack.push_async_callback(loop_lag.close)
+            app.state.loop_lag = loop_lag
             app.state.services = Services(
                 settings=settings,
                 engine=engine,
@@ -190,7 +191,7 @@ def create_app(settings: Settings) -> FastAPI:
         services = app.state.services
         problems = {health.name: health.problem for health in services.health if health.problem is not None}
         body = {"status": "failing" if problems else "ok", "ingest_queued_rows": services.ingest.queued_rows,
-                "consoles": services.fanout.hub.console_count}
+                "consoles": services.fanout.hub.console_count, "loop_lag_ms": app.state.loop_lag.recent_ms()}
         if problems:
             body["problems"] = problems
         return JSONResponse(body, status_code=503 if problems else 200)
