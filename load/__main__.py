@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from load import bench, fleet, idle, offroute, watchers
+from load import bench, fleet, idle, offroute, overload, watchers
 from load.stats import table
 
 cli = typer.Typer(help="Simulated phones against a running Guardian server.", no_args_is_help=True)
@@ -63,6 +63,22 @@ def run_bench(
 ) -> None:
     """The standard scenarios, each beside the baseline in the same run."""
     bench.run_bench(duration_s=duration, idle_phones=idle_phones, procs=procs, only=only)
+
+
+@cli.command("overload")
+def run_overload(
+    url: str = typer.Option("http://127.0.0.1:8000", help="The server (registering from one address: give it "
+                                                          "a large GUARDIAN_REGISTER_BURST)."),
+    server_pid: int = typer.Option(..., help="The server's pid, for its CPU time."),
+    phones: int = typer.Option(2000, help="Phones sending single pings."),
+    duration: float = typer.Option(15.0, help="Measured seconds of the 2 x C and C / 2 runs."),
+    warmup: float = typer.Option(3.0, help="Seconds of streaming before measuring."),
+    capacity: float = typer.Option(None, help="C in pings/s, to skip the ramp that measures it."),
+) -> None:
+    """The ingest's capacity C, then goodput and loop lag at 2 x C and CPU per ping at C / 2."""
+    rows = overload.run_overload(url=url, server_pid=server_pid, phones=phones, duration_s=duration,
+                                 warmup_s=warmup, capacity_per_s=capacity)
+    print("\noverload\n" + table(rows))
 
 
 @cli.command("offroute")

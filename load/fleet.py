@@ -8,6 +8,12 @@ time to the ack that covers its last seq, for frames sent inside the window
 (and acked before the drain deadline). A frame refused `rate_limited` (a full
 server sheds load that way) counts as an error, never as acked, and is not resent:
 the load is open loop.
+
+With `Plan.honour_retry` a phone behaves as the app does (DESIGN: `retry_after_ms`):
+it keeps making fixes at its rate (the offered load stays open loop), holds the
+refused ones and those made while it waits, and sends them all as batches once the
+wait is over. Latency then runs from each fix's making to the ack that stores it, and
+the result counts the refused pings beside the acked ones (goodput).
 """
 
 import asyncio
@@ -30,6 +36,7 @@ from load.tracks import Track
 
 CONNECT_CONCURRENCY = 200
 DRAIN_S = 5.0
+MAX_BATCH = 1000  # the contract's largest batch
 
 _decode = msgspec.json.Decoder(dict).decode
 
@@ -41,6 +48,7 @@ class Plan:
     batch: int
     duration_s: float
     warmup_s: float
+    honour_retry: bool = False
 
 
 def ws_url(url: str) -> str:
@@ -76,9 +84,13 @@ class Phone:
         self._welcome: asyncio.Future | None = None
         self._closing = False
         self.seq = 0
-        self.outstanding: deque[tuple[int, float, int]] = deque()  # (last seq, sent at, pings)
+        # (last seq, sent at, pings, the held pings it carries when honouring retry_after_ms)
+        self.outstanding: deque[tuple[int, float, int, list | None]] = deque()
         # Last seqs of frames refused (`rate_limited`): the acks pass over them, but they were not stored.
         self.refused: set[int] = set()
+        # Honouring retry_after_ms: until when to hold fixes, and the held ones (seq, text, made at).
+        self.paused_until = 0.0
+        self.held: list[tuple[int, str, float]] = []
 
     async def connect(self, gate: asyncio.Semaphore) -> bool:
         async with gate:
@@ -107,6 +119,37 @@ class Phone:
             return False
         return True
 
+    def tick(self, now: float, measured: bool) -> bool:
+        """Make this tick's fixes and send what is due; False if the socket is gone."""
+        if not self.plan.honour_retry:
+            return self.send(self.frame(now, measured))
+        self.held.extend(self._fixes(now, measured))
+        if now < self.paused_until:
+            return True
+        while self.held:
+            chunk, self.held = self.held[:MAX_BATCH], self.held[MAX_BATCH:]
+            self.outstanding.append((chunk[-1][0], now if measured else -1.0, len(chunk), chunk))
+            text = (f'{{"type":"ping",{chunk[0][1][1:]}' if len(chunk) == 1 else
+                    '{"type":"batch","pings":[' + ",".join(ping for _, ping, _ in chunk) + "]}")
+            if not self.send(text):
+                return False
+        return True
+
+    def _fixes(self, now: float, measured: bool) -> list[tuple[int, str, float]]:
+        """This tick's fixes, as held pings (made at `now`, or -1 before the window)."""
+        plan = self.plan
+        wall_ms = int(time.time() * 1000)
+        fixes = []
+        for i in range(plan.batch):
+            lat, lon = self.track.step(1.0 / plan.rate_hz / plan.batch)
+            ts = wall_ms - int((plan.batch - 1 - i) * 1000 / plan.rate_hz / plan.batch)
+            fixes.append((self.seq, f'{{"seq":{self.seq},"ts":{ts},"lat":{lat:.7f},"lon":{lon:.7f},"acc":8.0,'
+                                    f'"battery":80}}', now if measured else -1.0))
+            self.seq += 1
+        if measured:
+            self.result.sent_pings += plan.batch
+        return fixes
+
     def frame(self, now: float, measured: bool) -> str:
         """The next frame of this phone's track; remembers it until acked."""
         plan = self.plan
@@ -120,7 +163,7 @@ class Phone:
         self.seq += plan.batch
         if measured:
             self.result.sent_pings += plan.batch
-        self.outstanding.append((self.seq - 1, now if measured else -1.0, plan.batch))
+        self.outstanding.append((self.seq - 1, now if measured else -1.0, plan.batch, None))
         if plan.batch == 1:
             return '{"type":"ping",' + pings[0][1:]
         return '{"type":"batch","pings":[' + ",".join(pings) + "]}"
@@ -136,19 +179,42 @@ class Phone:
             now = time.monotonic()
             in_window = self.clock["measure_from"] <= now < self.clock["stop"]
             while self.outstanding and self.outstanding[0][0] <= frame["seq"]:
-                last_seq, sent_at, count = self.outstanding.popleft()
+                last_seq, sent_at, count, held = self.outstanding.popleft()
                 if last_seq in self.refused:
                     self.refused.discard(last_seq)
                     continue
                 if in_window:
                     result.acked_pings += count
-                if sent_at >= 0:
+                if held is not None:
+                    result.latencies_ms.extend((now - made_at) * 1000 for _, _, made_at in held if made_at >= 0)
+                elif sent_at >= 0:
                     result.latencies_ms.append((now - sent_at) * 1000)
         elif kind == "error":
             self.error(frame.get("code", "?"))
+            if self.plan.honour_retry:
+                self._hold_refused(frame)
+                return
             refused = frame.get("last_seq", frame.get("seq"))
             if refused is not None:
                 self.refused.add(refused)
+
+    def _hold_refused(self, frame: dict) -> None:
+        """The frames an error names (one seq, or a range of them) go back to the held fixes, in
+        seq order, and the phone waits `retry_after_ms` before sending again."""
+        first, last = frame.get("first_seq", frame.get("seq")), frame.get("last_seq", frame.get("seq"))
+        if first is None:
+            return
+        kept = deque()
+        for entry in self.outstanding:
+            if first <= entry[0] <= last:
+                self.held.extend(entry[3])
+                self.result.refused_pings += entry[2]
+            else:
+                kept.append(entry)
+        self.outstanding = kept
+        self.held.sort()
+        if frame.get("retry_after_ms") is not None:
+            self.paused_until = max(self.paused_until, time.monotonic() + frame["retry_after_ms"] / 1000)
 
     def _on_closed(self) -> None:
         if self._welcome is not None and not self._welcome.done():
@@ -181,7 +247,7 @@ async def _stream(phones: list[Phone], plan: Plan, clock: dict) -> None:
         while due and due[0][0] <= now:
             at, i = heapq.heappop(due)
             phone = phones[i]
-            if phone.send(phone.frame(now, measured)):
+            if phone.tick(now, measured):
                 heapq.heappush(due, (at + interval_s, i))
         await asyncio.sleep(TICK_S)
 
@@ -211,8 +277,11 @@ async def _run_share(tokens: list[str], first_index: int, plan: Plan, start_at_w
             await asyncio.sleep(0.05)
         # Frames never acked count as infinitely late: an overloaded p99 must not look good.
         for phone in connected:
-            result.latencies_ms.extend(math.inf for last_seq, sent_at, _ in phone.outstanding
-                                       if sent_at >= 0 and last_seq not in phone.refused)
+            result.latencies_ms.extend(math.inf for last_seq, sent_at, _, held in phone.outstanding
+                                       if sent_at >= 0 and held is None and last_seq not in phone.refused)
+            result.latencies_ms.extend(math.inf for _, _, _, held in phone.outstanding if held is not None
+                                       for _, _, made_at in held if made_at >= 0)
+            result.latencies_ms.extend(math.inf for _, _, made_at in phone.held if made_at >= 0)
     finally:
         if metering is not None:
             await asyncio.gather(metering, return_exceptions=True)

@@ -10,6 +10,7 @@ class FleetResult:
     connected: int = 0
     sent_pings: int = 0
     acked_pings: int = 0
+    refused_pings: int = 0  # counted by phones honouring retry_after_ms (they resend them)
     window_s: float = 0.0
     latencies_ms: array = field(default_factory=lambda: array("d"))
     errors: dict[str, int] = field(default_factory=dict)
@@ -20,6 +21,7 @@ class FleetResult:
         self.connected += other.connected
         self.sent_pings += other.sent_pings
         self.acked_pings += other.acked_pings
+        self.refused_pings += other.refused_pings
         self.window_s = max(self.window_s, other.window_s)
         self.latencies_ms.extend(other.latencies_ms)
         for code, count in other.errors.items():
@@ -28,6 +30,14 @@ class FleetResult:
     @property
     def acked_per_s(self) -> float:
         return self.acked_pings / self.window_s if self.window_s else 0.0
+
+    @property
+    def offered_per_s(self) -> float:
+        return self.sent_pings / self.window_s if self.window_s else 0.0
+
+    @property
+    def refused_per_s(self) -> float:
+        return self.refused_pings / self.window_s if self.window_s else 0.0
 
     def percentile_ms(self, fraction: float) -> float:
         if not self.latencies_ms:
