@@ -140,9 +140,13 @@ class Phone:
                 self.acks += 1
                 self.highest_ack = max(self.highest_ack, frame["seq"])
                 self._drop_through(frame["seq"])
-            elif frame["type"] == "error" and frame["code"] == "rate_limited" and "seq" in frame:
+            elif frame["type"] == "error" and frame["code"] == "rate_limited" and ("seq" in frame or
+                                                                                 "first_seq" in frame):
+                # One seq, or the range of pings a socket told to wait dropped unread.
+                first, last = frame.get("first_seq", frame.get("seq")), frame.get("last_seq", frame.get("seq"))
                 self.rate_limited += 1
-                self._held[frame["seq"]] = time.monotonic() + RESEND_AFTER_S
+                for seq in range(first, last + 1):
+                    self._held[seq] = time.monotonic() + RESEND_AFTER_S
             elif frame["type"] == "error" and "seq" in frame:
                 self.refused.add(frame["seq"])
                 self._buffer.pop(frame["seq"], None)
