@@ -120,7 +120,7 @@ class Ingest:
         self.refused_rows = 0
         # (monotonic time, rows) of recent commits: the drain rate that `retry_after_ms` is read from.
         self._drained: deque[tuple[float, int]] = deque()
-        self._last_commit_s = time.monotonic()
+        self._last_commit_s = self._busy_since_s = time.monotonic()  # busy: since the queue was last empty
 
     @property
     def queued_rows(self) -> int:
@@ -143,14 +143,15 @@ class Ingest:
 
     def retry_after_ms(self) -> int:
         """How long a phone refused for a full queue should wait before resending: the queue's
-        depth over the recent drain rate (twice the time since the last commit when nothing
-        committed lately, so a stalled storage pushes phones back further and further), jittered by
+        depth over the recent drain rate (when nothing committed lately, twice the time since the
+        last commit or since the queue was last empty, so a stalled storage pushes phones back
+        further and further, and an ingest that just woke does not), jittered by
         ±RETRY_JITTER and bounded to [RETRY_AFTER_MIN_MS, RETRY_AFTER_MAX_MS]."""
         rate = self.drain_rows_per_s()
         if rate > 0:
             drain_ms = 1000 * len(self._buffer) / rate
         else:  # nothing committed lately: the first flush is on its way, or storage stalls (then longer)
-            drain_ms = 2000 * (time.monotonic() - self._last_commit_s)
+            drain_ms = 2000 * (time.monotonic() - max(self._last_commit_s, self._busy_since_s))
         jittered = drain_ms * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
         return int(min(RETRY_AFTER_MAX_MS, max(RETRY_AFTER_MIN_MS, jittered)))
 
@@ -174,6 +175,8 @@ class Ingest:
 
     def admit(self, items: list[Item]) -> None:
         """Queue items for the next flush. The caller checked `has_room` (nothing awaited since)."""
+        if not self._buffer:
+            self._busy_since_s = time.monotonic()
         self._buffer.extend(items)
         self._waiting.set()
 

@@ -97,6 +97,7 @@ class PhoneSession:
 
     async def _serve(self, device: auth.Device, acked_seq: int, intake: Intake) -> None:
         self._device = device
+        self._user_key = str(device.user_id)  # asked of every frame while shedding
         await self._ws.send_text(
             wire.encode({"type": "welcome", "user_id": str(device.user_id), "acked_seq": acked_seq})
         )
@@ -319,7 +320,7 @@ class PhoneSession:
         """Whether this user has an unfinished alert (after a duress cancel too, though the phone was
         told otherwise): its pings are never shed. From the fan-out, which hears every process's
         alerts, or this phone's own SOS that the fan-out may not have heard of yet."""
-        return self._services.fanout.in_alert(str(self._device.user_id)) or bool(self._fast)
+        return self._services.fanout.in_alert(self._user_key) or bool(self._fast)
 
     def _report_fast(self, alert_id: str) -> None:
         if alert_id not in self._fast:
