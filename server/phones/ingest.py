@@ -1,8 +1,9 @@
 """Group commit of pings from every connection of this process.
 
 Connections `admit` items while the queue `has_room` for their device, and return at
-once. When it is full, a ping frame is refused `rate_limited` and the phone resends it
-later: under overload the server sheds the excess before judging it, keeps its memory
+once. When it is full, a ping frame is refused `rate_limited` with `retry_after_ms` (the
+queue's depth over the recent drain rate, `retry_after_ms()`) and the phone resends it
+then: under overload the server sheds the excess before judging it, keeps its memory
 and its queueing delay bounded, and never stops reading a socket (an SOS behind the
 pings is read at once, DESIGN rule 3). Shedding is fair: past `queue_rows` only a device
 that already holds its share of the queue is refused, so a few greedy devices cannot
@@ -118,8 +119,8 @@ class Ingest:
         self.flush_count = 0
         self.commit_s = 0.0
         self.refused_rows = 0
-        # (monotonic time, rows) of recent commits: the drain rate that `retry_after_ms` is read from.
-        self._drained: deque[tuple[float, int]] = deque()
+        # (monotonic time, rows, seconds it took) of recent commits: the drain rate `retry_after_ms` reads.
+        self._drained: deque[tuple[float, int, float]] = deque()
         self._last_commit_s = self._busy_since_s = time.monotonic()  # busy: since the queue was last empty
 
     @property
@@ -133,13 +134,14 @@ class Ingest:
                       share_rows=share_rows)
 
     def drain_rows_per_s(self) -> float:
-        """The rows per second committed over the last DRAIN_WINDOW_S (0 before any commit)."""
+        """What the flushes of the last DRAIN_WINDOW_S stored per second of their own time (each
+        at least a flush interval, which a busy queue waits too): the drain rate while busy,
+        which idle time does not dilute. 0 before any commit."""
         now = time.monotonic()
         while self._drained and self._drained[0][0] < now - DRAIN_WINDOW_S:
             self._drained.popleft()
-        if not self._drained:
-            return 0.0
-        return sum(rows for _, rows in self._drained) / DRAIN_WINDOW_S
+        busy_s = sum(max(took_s, self._interval_s) for _, _, took_s in self._drained)
+        return sum(rows for _, rows, _ in self._drained) / busy_s if busy_s > 0 else 0.0
 
     def retry_after_ms(self) -> int:
         """How long a phone refused for a full queue should wait before resending: the queue's
@@ -148,7 +150,9 @@ class Ingest:
         further and further, and an ingest that just woke does not), jittered by
         ±RETRY_JITTER and bounded to [RETRY_AFTER_MIN_MS, RETRY_AFTER_MAX_MS]."""
         rate = self.drain_rows_per_s()
-        if rate > 0:
+        if not self._buffer:  # nothing waits (the answer to pings dropped in a window that ended)
+            drain_ms = 0.0
+        elif rate > 0:
             drain_ms = 1000 * len(self._buffer) / rate
         else:  # nothing committed lately: the first flush is on its way, or storage stalls (then longer)
             drain_ms = 2000 * (time.monotonic() - max(self._last_commit_s, self._busy_since_s))
@@ -239,7 +243,7 @@ class Ingest:
             ledger.advance()
         self.flushed_rows += len(batch)
         self._last_commit_s = time.monotonic()
-        self._drained.append((self._last_commit_s, len(batch)))
+        self._drained.append((self._last_commit_s, len(batch), time.perf_counter() - started))
         self.flush_count += 1
         self.commit_s += time.perf_counter() - started
         await self._copy_to_redis(moved)

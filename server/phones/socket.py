@@ -2,7 +2,9 @@
 
 The reader (this endpoint's task) decodes and judges frames and queues pings
 for the group commit. It never waits for a commit, nor for room in a full ingest
-queue (such a frame is refused `rate_limited` at once), so an SOS is read at once.
+queue (such a frame is refused `rate_limited` at once, with `retry_after_ms`), so an SOS is
+read at once; until then that socket's pings are dropped unread and answered with one
+`error` (`server.phones.shedding`), so refusing costs little of what it protects.
 What goes back to the phone (errors, acks) is drained by a short-lived writer task
 started only when there is something to send, so a slow phone delays only itself
 and an idle phone costs no task.
