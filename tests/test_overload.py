@@ -289,3 +289,14 @@ def test_the_raw_ping_test_sheds_the_pings_phones_send(seq, lat, lon):
 ])
 def test_the_raw_ping_test_leaves_doubtful_frames_to_the_decoder(text):
     assert shedding.ping_seq(text) is None
+
+
+async def test_healthz_shows_the_event_loops_recent_lag(server):
+    """`loop_lag_ms` (p50, p99, max over the last 10 s) is what a benchmark reads while the
+    process is overloaded; a quiet test server's loop is not late by a second."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
+        lag = (await client.get("/healthz")).json()["loop_lag_ms"]
+    assert set(lag) == {"p50", "p99", "max"}
+    assert 0 <= lag["p50"] <= lag["p99"] <= lag["max"] < 1000, lag
