@@ -20,7 +20,7 @@ hub gives them to that trip's watchers only (`sharing.feed` makes them).
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,6 +43,9 @@ RESUBSCRIBE_DELAY_S = 0.5
 # a partition) never reports an error by itself.
 KEEPALIVE_INTERVAL_S = 1.0
 KEEPALIVE_DEADLINE_S = 3.0
+# A process that runs no outbox workers (the phones role) committed outbox rows: the processes
+# that run them deliver now rather than at their next poll. Never given to the hub.
+OUTBOX_DUE = "outbox_due"
 
 
 class _Message(msgspec.Struct):
@@ -91,6 +94,8 @@ class Fanout(OwnedTask):
         # in the order they finish, so an older fix arriving later must not move the marker back.
         self._located: dict[str, datetime] = {}
         self._stale = asyncio.Event()
+        # Called with the channels named by another process's `publish_outbox_due`.
+        self.on_outbox_due: Callable[[list[str]], None] | None = None
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(_Message)
 
@@ -154,6 +159,12 @@ class Fanout(OwnedTask):
         self._deliver(message)
         return await self._send(message)
 
+    async def publish_outbox_due(self, channels: Sequence[str]) -> bool:
+        """Wake the outbox workers of these channels in the other processes (best effort: they
+        poll anyway). True when Redis took it."""
+        return await self._send(_Message(origin=self._origin, type=OUTBOX_DUE, alert_id="", user_id="",
+                                         precincts=[], frame={"channels": list(channels)}))
+
     async def relay_locations(self, moved: Sequence[tuple[uuid.UUID, Fix]]) -> None:
         """Fresh last locations of users with unfinished alerts, to the consoles of each (best effort)."""
         if not self.watched:
@@ -181,6 +192,10 @@ class Fanout(OwnedTask):
         return await self._send(*messages) if messages else True
 
     def _deliver(self, message: _Message) -> None:
+        if message.type == OUTBOX_DUE:
+            if self.on_outbox_due is not None:
+                self.on_outbox_due(message.frame.get("channels") or [])
+            return
         if message.trip_id is not None:
             self.hub.publish(Event(type=message.type, alert_id="", user_id=message.user_id, precincts=(),
                                    frame=message.frame, text=wire.encode(message.frame), trip_id=message.trip_id))
