@@ -64,7 +64,8 @@ class Relay:
             self.workers[f"cad-{index}"] = Worker(channel=outbox.CAD, engine=engine, settings=settings,
                                                   deliver=self._cad_post, targets=[url], name=f"cad-{index}")
         self.expander = (Expander(engine=engine, targets=list(dict.fromkeys(settings.cad_endpoints)),
-                                  workers=[worker for worker in self.workers.values() if worker.channel == outbox.CAD])
+                                  workers=[worker for worker in self.workers.values() if worker.channel == outbox.CAD],
+                                  poll_interval_s=settings.outbox_poll_interval_s)
                          if self._cad is not None else None)
 
     @property

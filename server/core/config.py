@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     alert_retention_days: int = Field(default=3650, ge=1)
     retention_interval_s: float = 3600.0
     outbox_lease_s: float = 30.0
+    # The outbox workers look for due rows this often even when nobody woke them (rows left by
+    # a crash, an outage, or a wake-up lost on its way from another process).
+    outbox_poll_interval_s: float = Field(1.0, gt=0)
     pin_max_failures: int = 5
     pin_lockout_s: float = 300.0
     # Tracker apps (issue 11): an OsmAnd device id is its only credential, so `POST /v1/devices`

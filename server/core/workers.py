@@ -13,6 +13,7 @@ connections that arrived meanwhile wait in its backlog rather than being reset. 
 SIGINT to the parent stops every worker (uvicorn's graceful shutdown) and then the parent.
 """
 
+import ctypes
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 RESPAWN_DELAY_S = 1.0
 BACKLOG = 4096
+PR_SET_PDEATHSIG = 1
 
 
 def reuseport_socket(*, host: str, port: int) -> socket.socket:
@@ -35,6 +37,15 @@ def reuseport_socket(*, host: str, port: int) -> socket.socket:
     sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock
+
+
+def die_with_parent() -> None:
+    """SIGTERM this process when the parent dies, however (a SIGKILL too): an orphaned worker
+    would keep serving the port with nobody to stop it."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the parent's SIGTERM is the only stop
+        pass
 
 
 def serve_forked(serve: Callable[[socket.socket], None], *, host: str, port: int, count: int) -> int:
@@ -56,6 +67,7 @@ def serve_forked(serve: Callable[[socket.socket], None], *, host: str, port: int
     def fork(index: int) -> None:
         pid = os.fork()
         if pid == 0:
+            die_with_parent()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 0
