@@ -243,3 +243,20 @@ async def test_an_sos_committed_by_the_phones_process_wakes_the_alerts_processes
             assert max(delays_s) < 5, delays_s
         finally:
             deployment.stop()
+
+
+async def test_a_reconnect_closes_the_devices_old_socket_whichever_worker_holds_it(deployment):
+    _, token = create_user(deployment)
+    old, _ = await connect_phone(deployment, token)
+    # The kernel spreads connections over the two workers: within a few reconnects one lands on
+    # the other worker than the socket before it, which must close all the same.
+    for _ in range(6):
+        new, _ = await connect_phone(deployment, token)
+        async with asyncio.timeout(5):
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await old.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001, closed.value
+        await old.close()
+        old = new
+    await old.close()

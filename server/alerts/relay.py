@@ -127,11 +127,8 @@ class Relay:
         else:
             self._wake_others([outbox.CONSOLE])
 
-    def _wake_others(self, channels: list[str]) -> None:
-        # Owned like a rush: closed with the relay, never left to the collector.
-        task = asyncio.create_task(self._fanout.publish_outbox_due(channels), name="relay-wake")
-        self._rushing.add(task)
-        task.add_done_callback(self._rushing.discard)
+    def _wake_others(self, channels) -> None:
+        self._fanout.wake_outbox(channels)
 
     async def close(self) -> None:
         await cancel_and_wait(*self._rushing)
