@@ -16,6 +16,7 @@ import websockets
 from load.deployment import Deployment
 from server.core import roles
 from tests.endpoints import CadReceiver
+from tests.sharing.watching import NEAR_101, move, shared, start_trip, watch
 from tests.servers import TAIPEI_101, add_staff, bearer, connect_console, connect_phone, create_user, login, \
     quiet, receive, sos_frame, stored_pings, until_ack, until_type
 
@@ -260,3 +261,19 @@ async def test_a_reconnect_closes_the_devices_old_socket_whichever_worker_holds_
         await old.close()
         old = new
     await old.close()
+
+
+async def test_a_watcher_on_the_alerts_process_follows_a_ride_the_phones_process_takes(deployment):
+    _, token = create_user(deployment)
+    phone, _ = await connect_phone(deployment, token)
+    trip_id = await start_trip(phone)
+    link = shared(deployment, token, trip_id)
+    watcher, first = await watch(deployment, link["token"])
+    assert first["type"] == "trip" and first["status"] == "active"
+    await move(phone, 0, *NEAR_101)
+    location = await until_type(watcher, "location")
+    assert (location["lat"], location["lon"]) == NEAR_101
+    await phone.send(json.dumps({"type": "trip_end", "trip_id": trip_id}))
+    assert (await until_type(watcher, "trip_status"))["status"] == "ended"
+    await watcher.close()
+    await phone.close()
