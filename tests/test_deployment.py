@@ -242,6 +242,25 @@ async def test_an_sos_committed_by_the_phones_process_wakes_the_alerts_processes
             print("sos_ack (phones process) -> CAD post (alerts process) ms:",
                   [round(delay_s * 1000) for delay_s in delays_s])
             assert max(delays_s) < 5, delays_s
+            # A cancel the phones process commits (no rush: the console worker publishes it).
+            await add_staff(engine, "desk")
+            console, _ = await connect_console(deployment, login(deployment, "desk"), origin=deployment.url)
+            _, token = create_user(deployment, phone="+886920000009")
+            assert httpx.put(f"{deployment.url}/v1/me/pins", json={"pin": "1234", "duress_pin": "9999"},
+                             headers=bearer(token), timeout=5).status_code == 204
+            phone, _ = await connect_phone(deployment, token)
+            await phone.send(json.dumps(sos_frame()))
+            alert_id = (await until_type(phone, "sos_ack"))["alert_id"]
+            await until_type(console, "alert_opened", timeout_s=5)
+            await phone.send(json.dumps({"type": "sos_cancel", "alert_id": alert_id, "pin": "1234"}))
+            await until_type(phone, "alert_status", status="cancelled")
+            cancelled = time.monotonic()
+            updated = await until_type(console, "alert_updated", timeout_s=5)
+            assert updated["alert"]["status"] == "cancelled"
+            print(f"sos_cancel (phones process) -> console (alerts process): "
+                  f"{(time.monotonic() - cancelled) * 1000:.0f} ms after the phone's answer")
+            await phone.close()
+            await console.close()
         finally:
             deployment.stop()
 
