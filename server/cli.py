@@ -70,8 +70,9 @@ def run_uvicorn(app, settings: Settings, sock: socket.socket | None = None) -> N
 def serve(
     host: str = typer.Option(None, help="Address to bind (default GUARDIAN_HOST)."),
     port: int = typer.Option(None, help="Port (default GUARDIAN_PORT)."),
-    role: str = typer.Option(None, help="all (default GUARDIAN_ROLE, else all): everything in one process; "
-                                        "phones or alerts: one half of the production layout (README)."),
+    role: str = typer.Option(None, help="all, phones or alerts (default GUARDIAN_ROLE, else all): all serves "
+                                        "everything in one process, phones and alerts are the two halves of "
+                                        "the production layout (README)."),
     workers: int = typer.Option(None, help="Processes serving the port, phones role only (default "
                                            "GUARDIAN_WORKERS, else 1)."),
 ) -> None:
@@ -88,7 +89,7 @@ def serve(
     except ValidationError as error:
         raise typer.BadParameter("; ".join(str(problem["msg"]) for problem in error.errors())) from None
     logs.configure(settings.log_level)
-    logging.getLogger(__name__).info("serving %s on http://%s:%d", settings.role, settings.host, settings.port)
+    logging.getLogger(__name__).info("serving on http://%s:%d (role %s)", settings.host, settings.port, settings.role)
     if settings.role == "phones" and settings.phones_nice:
         # Below the alerts process, which keeps the default priority (raising it needs root).
         os.nice(settings.phones_nice)

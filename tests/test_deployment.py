@@ -3,7 +3,10 @@ workers, and the real nginx in front (`ops/proxy.sh`), each on a free loopback p
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -296,3 +299,24 @@ async def test_a_watcher_on_the_alerts_process_follows_a_ride_the_phones_process
     assert (await until_type(watcher, "trip_status"))["status"] == "ended"
     await watcher.close()
     await phone.close()
+
+
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_the_phones_processes_run_below_the_alerts_process(deployment):
+    workers = [int(pid) for pid in Path(f"/proc/{deployment.phones.pid}/task/{deployment.phones.pid}/children")
+               .read_text().split()]
+    assert len(workers) == 2
+    ours = niceness(os.getpid())  # what the servers inherit
+    assert [niceness(pid) for pid in [deployment.phones.pid, *workers]] == [min(ours + 5, 19)] * 3
+    assert niceness(deployment.alerts.pid) == ours
+
+
+@pytest.mark.parametrize("role", ["alerts", "all"])
+def test_workers_are_refused_for_a_role_other_than_phones(test_env, role):
+    ran = subprocess.run([sys.executable, "-m", "server", "serve", "--role", role, "--workers", "2"],
+                         env={**test_env, "COLUMNS": "300"},  # the message on one line
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 2 and "for GUARDIAN_ROLE=phones only" in ran.stderr, ran.stderr

@@ -106,6 +106,7 @@ class Expander(Polling):
     the endpoints' workers."""
 
     task_name = "relay-cad-expand"
+    channel = outbox.CAD
 
     def __init__(self, *, engine: AsyncEngine, targets: list[str], workers: list[Worker],
                  poll_interval_s: float = POLL_INTERVAL_S):

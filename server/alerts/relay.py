@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 ALL_CHANNELS = (outbox.CONSOLE, outbox.PUSH, outbox.CAD)
 
+
 class Relay:
     def __init__(self, *, engine: AsyncEngine, redis: Redis, settings: Settings, fanout: Fanout,
                  delivers: bool = True):
@@ -90,7 +91,7 @@ class Relay:
     def woken(self, channels) -> None:
         """Another process committed rows of these channels (`Fanout.on_outbox_due`)."""
         for task in self.tasks:
-            if getattr(task, "channel", outbox.CAD) in channels:
+            if task.channel in channels:
                 task.kick()
 
     def opened(self, raised) -> None:
