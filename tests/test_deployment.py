@@ -5,6 +5,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -320,3 +321,21 @@ def test_workers_are_refused_for_a_role_other_than_phones(test_env, role):
                          env={**test_env, "COLUMNS": "300"},  # the message on one line
                          capture_output=True, text=True, timeout=60)
     assert ran.returncode == 2 and "for GUARDIAN_ROLE=phones only" in ran.stderr, ran.stderr
+
+
+async def test_a_worker_that_dies_is_started_again_and_the_port_keeps_serving(deployment):
+    children = Path(f"/proc/{deployment.phones.pid}/task/{deployment.phones.pid}/children")
+    before = [int(pid) for pid in children.read_text().split()]
+    os.kill(before[0], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = [int(pid) for pid in children.read_text().split()]
+        if len(now) == 2 and before[0] not in now:
+            break
+        await asyncio.sleep(0.2)
+    assert len(now) == 2 and before[1] in now and before[0] not in now
+    # Its socket was kept: what arrived meanwhile waited in its backlog for the new worker.
+    _, token = create_user(deployment)
+    for _ in range(6):  # on either worker
+        phone, _ = await connect_phone(deployment, token)
+        await phone.close()

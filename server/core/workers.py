@@ -35,7 +35,6 @@ def reuseport_socket(*, host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(BACKLOG)
-    sock.set_inheritable(True)
     return sock
 
 
@@ -70,6 +69,9 @@ def serve_forked(serve: Callable[[socket.socket], None], *, host: str, port: int
             die_with_parent()
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            for other, sock in enumerate(sockets):
+                if other != index:
+                    sock.close()  # the others' backlogs are theirs (and the parent's, for a respawn)
             code = 0
             try:
                 serve(sockets[index])
