@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 # chromium runs the browser tests; npm installs the console's front-end packages (a Node.js
 # that brings its own npm, as NodeSource's does, is used as it is).
-DEBIAN_PACKAGES=(postgresql-15 postgresql-15-postgis-3 postgresql-15-partman redis-server python3.11-venv chromium)
+# nginx is the production layout's proxy (ops/proxy.sh runs it from a folder of its own): the
+# system's nginx service is never started nor enabled.
+DEBIAN_PACKAGES=(postgresql-15 postgresql-15-postgis-3 postgresql-15-partman redis-server python3.11-venv chromium
+                 nginx)
 command -v npm >/dev/null || DEBIAN_PACKAGES+=(nodejs npm)
 
 missing=()
@@ -23,7 +26,18 @@ if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
+  # Debian starts a service when its package is installed: not nginx's (it would take port 80).
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\n[ "$1" = nginx ] && exit 101\nexit 0\n' > $policy
+    chmod 755 $policy
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Installed by this run: not enabled either (an nginx the host had before is left alone).
+  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now nginx >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! command -v "$PYTHON" >/dev/null; then

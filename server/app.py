@@ -15,7 +15,7 @@ from server.accounts import me, trackers, users
 from server.alerts import routes as sosroute
 from server.console import desk
 from server.console import socket as console
-from server.core import db, errors, openapi, refusals
+from server.core import db, errors, openapi, refusals, roles
 from server.phones import osmand, owntracks, pings
 from server.phones import socket as phone
 from server.positions import hotstate
@@ -40,6 +40,8 @@ from server.alerts.relay import Relay
 from server.services import Services
 from server.alerts.sweeper import Sweeper
 from server.alerts.retention import Retention
+from server.alerts.watching import AlertWatch
+from server.core.roles import Role
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,12 @@ def in_turn(*hooks: Callable[[list], Awaitable[None]]) -> Callable[[list], Await
     return moved
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, role: Role | None = None) -> FastAPI:
+    """`role` (default `settings.role`): which services the lifespan builds and which routes are
+    mounted (`server.core.roles`); `all` is everything in one process."""
+    role = role or settings.role
+    alert_work, phones = roles.runs_alert_work(role), roles.runs_ingest(role)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with AsyncExitStack() as stack:
@@ -79,15 +86,20 @@ def create_app(settings: Settings) -> FastAPI:
             fanout = Fanout(redis=redis, subscriber=subscriber, hub=Hub())
             fanout.start()
             stack.push_async_callback(fanout.close)
-            relay = Relay(engine=engine, redis=redis, settings=settings, fanout=fanout)
+            # Without outbox workers here, what this process commits wakes the alerts process's.
+            relay = Relay(engine=engine, redis=redis, settings=settings, fanout=fanout, delivers=alert_work)
             relay.start()
             stack.push_async_callback(relay.close)
-            sweeper = Sweeper(engine=engine, redis=redis, settings=settings, relay=relay, fanout=fanout)
-            # Sweeps that stop happening, for whatever reason, mean escalation has stopped.
-            sweeper.health.stale_after_s = 3 * settings.sweep_interval_s + STALE_SWEEP_GRACE_S
-            await sweeper.sweep()  # before serving: which users' fixes go to consoles, overdue escalations
-            sweeper.start()
-            stack.push_async_callback(sweeper.close)
+            fanout.on_outbox_due = relay.woken
+            health = []
+            if alert_work:
+                sweeper = Sweeper(engine=engine, redis=redis, settings=settings, relay=relay, fanout=fanout)
+                # Sweeps that stop happening, for whatever reason, mean escalation has stopped.
+                sweeper.health.stale_after_s = 3 * settings.sweep_interval_s + STALE_SWEEP_GRACE_S
+                await sweeper.sweep()  # before serving: which users' fixes go to consoles, overdue escalations
+                sweeper.start()
+                stack.push_async_callback(sweeper.close)
+                health.append(sweeper.health)
             # Every trip change committed here: the per-fix checks and the watchers' feed follow it.
             trip_listener = trip_service.Listeners()
             progress = Progress(engine=engine, settings=settings, fanout=fanout, relay=relay, listener=trip_listener)
@@ -102,34 +114,53 @@ def create_app(settings: Settings) -> FastAPI:
                 pushes = ContactPushes(engine=engine, settings=settings, fcm=relay.fcm)
                 pushes.start()
                 stack.push_async_callback(pushes.close)
-            timers = Timers(engine=engine, settings=settings, relay=relay, fanout=fanout, listener=trip_listener,
-                            progress=progress, pushes=pushes)
-            timers.health.stale_after_s = 3 * settings.sweep_interval_s + STALE_SWEEP_GRACE_S
-            await timers.sweep()  # before serving: overdue trips, and whom the per-fix checks follow
-            timers.start()
-            stack.push_async_callback(timers.close)
-            ingest = Ingest(
-                engine=engine,
-                redis=redis,
-                flush_max_rows=settings.flush_max_rows,
-                flush_interval_ms=settings.flush_interval_ms,
-                queue_rows=settings.ingest_queue_rows,
-                on_moved=in_turn(fanout.relay_locations, trip_feed.relay_locations, progress.on_moved),
-            )
-            ingest.start()
-            stack.push_async_callback(ingest.close)
-            # History past its retention, alerts past theirs, partitions ahead: in the background
-            # from the start (one process at a time; a fix whose day has no partition yet still goes in).
-            retention = Retention(engine=engine, settings=settings)
-            retention.start()
-            stack.push_async_callback(retention.close)
-            audit_log = AuditLog(engine=engine)
-            audit_log.start()
-            stack.push_async_callback(audit_log.close)
+            if alert_work:
+                timers = Timers(engine=engine, settings=settings, relay=relay, fanout=fanout,
+                                listener=trip_listener, progress=progress, pushes=pushes)
+                timers.health.stale_after_s = 3 * settings.sweep_interval_s + STALE_SWEEP_GRACE_S
+                await timers.sweep()  # before serving: overdue trips, and whom the per-fix checks follow
+                timers.start()
+                stack.push_async_callback(timers.close)
+                health.append(timers.health)
+            else:
+                # No sweeper here: which users are in an alert or on a trip is read on its own.
+                watch = AlertWatch(engine=engine, fanout=fanout, progress=progress,
+                                   interval_s=settings.sweep_interval_s)
+                watch.health.stale_after_s = 3 * settings.sweep_interval_s + STALE_SWEEP_GRACE_S
+                await watch.read()  # before serving
+                watch.start()
+                stack.push_async_callback(watch.close)
+                health.append(watch.health)
+            ingest = None
+            if phones:
+                ingest = Ingest(
+                    engine=engine,
+                    redis=redis,
+                    flush_max_rows=settings.flush_max_rows,
+                    flush_interval_ms=settings.flush_interval_ms,
+                    queue_rows=settings.ingest_queue_rows,
+                    on_moved=in_turn(fanout.relay_locations, trip_feed.relay_locations, progress.on_moved),
+                )
+                ingest.start()
+                stack.push_async_callback(ingest.close)
+                health.append(ingest.health)
+            audit_log = None
+            if alert_work:
+                # History past its retention, alerts past theirs, partitions ahead: in the background
+                # from the start (one process at a time; a fix whose day has no partition yet still goes in).
+                retention = Retention(engine=engine, settings=settings)
+                retention.start()
+                stack.push_async_callback(retention.close)
+                audit_log = AuditLog(engine=engine)
+                audit_log.start()
+                stack.push_async_callback(audit_log.close)
+                health.append(audit_log.health)
             loop_lag = LoopLag()
             loop_lag.start()
             stack.push_async_callback(loop_lag.close)
             app.state.loop_lag = loop_lag
+            health += [*(task.health for task in relay.tasks), fanout.health, loop_lag.health, trip_feed.health,
+                       *([pushes.worker.health] if pushes is not None else [])]
             app.state.services = Services(
                 settings=settings,
                 engine=engine,
@@ -148,9 +179,7 @@ def create_app(settings: Settings) -> FastAPI:
                                               burst=settings.login_address_burst),
                 logins_by_username=RateLimiter(rate_per_s=settings.login_username_per_minute / 60,
                                                burst=settings.login_username_burst),
-                health=[sweeper.health, ingest.health, *(task.health for task in relay.tasks),
-                        fanout.health, audit_log.health, loop_lag.health, timers.health, trip_feed.health,
-                        *([pushes.worker.health] if pushes is not None else [])],
+                health=health,
                 trip_listener=trip_listener,
                 trip_feed=trip_feed,
                 trip_progress=progress,
@@ -179,10 +208,11 @@ def create_app(settings: Settings) -> FastAPI:
     for router in (users.router, pings.router, locations.router, sosroute.router, me.router, desk.router,
                    trip_routes.router, share_routes.router, privacy_routes.router, trackers.router, owntracks.router,
                    osmand.router):
-        app.include_router(router)
-    app.add_api_websocket_route("/v1/phone", phone.endpoint)
-    app.add_api_websocket_route("/v1/console", console.endpoint)
-    app.add_api_websocket_route("/v1/share/{token}", watcher.endpoint)
+        app.include_router(roles.share_of(router, role))
+    for path, endpoint in (("/v1/phone", phone.endpoint), ("/v1/console", console.endpoint),
+                           ("/v1/share/{token}", watcher.endpoint)):
+        if roles.serves(role, path):
+            app.add_api_websocket_route(path, endpoint)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -190,8 +220,11 @@ def create_app(settings: Settings) -> FastAPI:
         (escalation, the ping ingest, a delivery channel): take this process out of service."""
         services = app.state.services
         problems = {health.name: health.problem for health in services.health if health.problem is not None}
-        body = {"status": "failing" if problems else "ok", "ingest_queued_rows": services.ingest.queued_rows,
-                "consoles": services.fanout.hub.console_count, "loop_lag_ms": app.state.loop_lag.recent_ms()}
+        body = {"status": "failing" if problems else "ok", "loop_lag_ms": app.state.loop_lag.recent_ms()}
+        if services.ingest is not None:
+            body["ingest_queued_rows"] = services.ingest.queued_rows
+        if alert_work:
+            body["consoles"] = services.fanout.hub.console_count
         if problems:
             body["problems"] = problems
         return JSONResponse(body, status_code=503 if problems else 200)

@@ -4,6 +4,8 @@ import asyncio
 import gc
 import json
 import logging
+import os
+import socket
 import resource
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,16 +30,17 @@ cli.add_typer(history_cli, name="history")
 MIGRATIONS = Path(__file__).parent / "core" / "migrations"
 
 
-def run_uvicorn(app, settings: Settings) -> None:
-    """Serve an ASGI app with Guardian's socket settings (also used by the load baseline)."""
+def run_uvicorn(app, settings: Settings, sock: socket.socket | None = None) -> None:
+    """Serve an ASGI app with Guardian's socket settings (also used by the load baseline).
+    `sock`: a bound listening socket to serve instead of binding `settings.host:port`
+    (one of the phones role's workers, `core.workers`)."""
     from server.core import gate
 
     # Every descriptor the system allows this process: connections are bounded by the gate.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    uvicorn.run(
-        app,
+    options = dict(
         host=settings.host,
         port=settings.port,
         loop="uvloop",
@@ -54,27 +57,53 @@ def run_uvicorn(app, settings: Settings) -> None:
         backlog=4096,
         timeout_graceful_shutdown=10,
     )
+    if sock is None:
+        uvicorn.run(app, **options)
+        return
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    server.run(sockets=[sock])
+    if not server.started:
+        raise SystemExit(3)
 
 
 @cli.command()
 def serve(
     host: str = typer.Option(None, help="Address to bind (default GUARDIAN_HOST)."),
     port: int = typer.Option(None, help="Port (default GUARDIAN_PORT)."),
+    role: str = typer.Option(None, help="all, phones or alerts (default GUARDIAN_ROLE, else all): all serves "
+                                        "everything in one process, phones and alerts are the two halves of "
+                                        "the production layout (README)."),
+    workers: int = typer.Option(None, help="Processes serving the port, phones role only (default "
+                                           "GUARDIAN_WORKERS, else 1)."),
 ) -> None:
-    """Serve the API, the phone socket and the consoles."""
-    from server.app import create_app
+    """Serve the API, the phone socket and the consoles (or one role's share of them)."""
+    from pydantic import ValidationError
 
-    overrides = {key: value for key, value in {"host": host, "port": port}.items() if value is not None}
-    settings = Settings(**overrides)
+    from server.app import create_app
+    from server.core import workers as prefork
+
+    overrides = {key: value for key, value in {"host": host, "port": port, "role": role,
+                                               "workers": workers}.items() if value is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as error:
+        raise typer.BadParameter("; ".join(str(problem["msg"]) for problem in error.errors())) from None
     logs.configure(settings.log_level)
-    logging.getLogger(__name__).info("serving on http://%s:%d", settings.host, settings.port)
+    logging.getLogger(__name__).info("serving on http://%s:%d (role %s)", settings.host, settings.port, settings.role)
+    if settings.role == "phones" and settings.phones_nice:
+        # Below the alerts process, which keeps the default priority (raising it needs root).
+        os.nice(settings.phones_nice)
     app = create_app(settings)
     # The ingest allocates a few small objects per ping, and every open session and queued
     # ping is a live container: with the default young-generation threshold (700) the
     # collector runs thousands of times a second over them. Measured: +23% acked pings/s.
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    run_uvicorn(app, settings)
+    if settings.workers == 1:
+        run_uvicorn(app, settings)
+        return
+    raise typer.Exit(prefork.serve_forked(lambda sock: run_uvicorn(app, settings, sock), host=settings.host,
+                                          port=settings.port, count=settings.workers))
 
 
 @db_cli.command("upgrade")

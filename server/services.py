@@ -19,11 +19,13 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     redis: Redis
-    ingest: Ingest
+    # None in the alerts role (`server.core.roles`), which takes no pings.
+    ingest: Ingest | None
     rate_limiter: RateLimiter
     fanout: Fanout
     relay: Relay
-    audit_log: AuditLog
+    # None in the phones role, which serves no console.
+    audit_log: AuditLog | None
     # The alert path's own pool: phones connecting or posting pings can never starve an SOS of connections.
     alert_engine: AsyncEngine
     # Registrations per client address (`ratelimit.client_key`).

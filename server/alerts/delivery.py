@@ -26,15 +26,16 @@ class Polling(OwnedTask):
     """A task that works when kicked (right after a commit) and at least every poll interval
     (rows left by a crash or an outage become due without anyone kicking)."""
 
-    def __init__(self):
+    def __init__(self, poll_interval_s: float = POLL_INTERVAL_S):
         self._wake = asyncio.Event()
+        self._poll_interval_s = poll_interval_s
 
     def kick(self) -> None:
         self._wake.set()
 
     async def _woken(self) -> None:
         try:
-            async with asyncio.timeout(POLL_INTERVAL_S):
+            async with asyncio.timeout(self._poll_interval_s):
                 await self._wake.wait()
         except TimeoutError:
             pass
@@ -51,7 +52,7 @@ class Worker(Polling):
         """`targets`: only rows for these targets (one CAD endpoint). `queue`: where the rows are,
         anything with the `lease`, `renew`, `complete` and `postpone` of `outbox` (the alerts'
         outbox, by default; the trips' events are another)."""
-        super().__init__()
+        super().__init__(settings.outbox_poll_interval_s)
         self.channel = channel
         self._queue = queue
         self._targets = targets
@@ -75,7 +76,7 @@ class Worker(Polling):
                 # back when the lease runs out. Logged with the traceback, never swallowed quietly.
                 log.exception("%s: delivery failed; its rows will be retried", self.task_name)
                 self.health.failed("a delivery failed (a defect, logged with its traceback); retrying")
-                await asyncio.sleep(POLL_INTERVAL_S)
+                await asyncio.sleep(self._poll_interval_s)
 
     async def _round(self) -> bool:
         """One lease-deliver-record round; True when it leased a full batch (more may be due)."""
@@ -105,9 +106,11 @@ class Expander(Polling):
     the endpoints' workers."""
 
     task_name = "relay-cad-expand"
+    channel = outbox.CAD
 
-    def __init__(self, *, engine: AsyncEngine, targets: list[str], workers: list[Worker]):
-        super().__init__()
+    def __init__(self, *, engine: AsyncEngine, targets: list[str], workers: list[Worker],
+                 poll_interval_s: float = POLL_INTERVAL_S):
+        super().__init__(poll_interval_s)
         self._engine = engine
         self._targets = targets
         self._workers = workers

@@ -14,13 +14,14 @@ are relayed to the consoles as `alert_location`, one per unfinished alert.
 
 Trips' events (`publish_trip`: a watcher's locations, a trip's status, a revoked share)
 travel on the same channel and the same subscription, marked with their `trip_id`; the
-hub gives them to that trip's watchers only (`sharing.feed` makes them).
+hub gives them to that trip's watchers only (`sharing.feed` makes them). A process that runs
+no outbox workers (the phones role) wakes those of the others after its commits (`wake_outbox`).
 """
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,7 +33,7 @@ from geo.fix import Fix
 from notifier.hub import PHONE_FRAME, Event, Hub
 from server.core import db, keys, wire
 from server.alerts.view import UNFINISHED, View, updated_at
-from server.core.tasks import OwnedTask
+from server.core.tasks import OwnedTask, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ RESUBSCRIBE_DELAY_S = 0.5
 # a partition) never reports an error by itself.
 KEEPALIVE_INTERVAL_S = 1.0
 KEEPALIVE_DEADLINE_S = 3.0
+# A process that runs no outbox workers (the phones role) committed outbox rows: the processes
+# that run them deliver now rather than at their next poll. Never given to the hub.
+OUTBOX_DUE = "outbox_due"
 
 
 class _Message(msgspec.Struct):
@@ -91,6 +95,9 @@ class Fanout(OwnedTask):
         # in the order they finish, so an older fix arriving later must not move the marker back.
         self._located: dict[str, datetime] = {}
         self._stale = asyncio.Event()
+        self._sending: set[asyncio.Task] = set()
+        # Called with the channels named by another process's `publish_outbox_due`.
+        self.on_outbox_due: Callable[[list[str]], None] | None = None
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(_Message)
 
@@ -149,10 +156,23 @@ class Fanout(OwnedTask):
         """A frame for the user's phones, on every process (never a console's): a trip's question
         or news. True when every process got it (Redis took it). Best effort: what a phone must
         not miss is also sent when it connects (trips' own hook)."""
-        message = _Message(origin=self._origin, type=PHONE_FRAME, alert_id="", user_id=user_id, precincts=[],
-                           frame=frame)
+        message = self._phone_message(user_id, frame)
         self._deliver(message)
         return await self._send(message)
+
+    def wake_outbox(self, channels: Sequence[str]) -> None:
+        """Wake the outbox workers of these channels in the other processes (best effort: they poll)."""
+        self._send_soon(_Message(origin=self._origin, type=OUTBOX_DUE, alert_id="", user_id="", precincts=[],
+                                 frame={"channels": list(channels)}))
+
+    def publish_soon_to_phone(self, *, user_id: str, frame: dict) -> None:
+        """`publish_to_phone` to this hub now, to the others without waiting for Redis."""
+        message = self._phone_message(user_id, frame)
+        self._deliver(message)
+        self._send_soon(message)
+
+    def _phone_message(self, user_id: str, frame: dict) -> _Message:
+        return _Message(origin=self._origin, type=PHONE_FRAME, alert_id="", user_id=user_id, precincts=[], frame=frame)
 
     async def relay_locations(self, moved: Sequence[tuple[uuid.UUID, Fix]]) -> None:
         """Fresh last locations of users with unfinished alerts, to the consoles of each (best effort)."""
@@ -181,6 +201,10 @@ class Fanout(OwnedTask):
         return await self._send(*messages) if messages else True
 
     def _deliver(self, message: _Message) -> None:
+        if message.type == OUTBOX_DUE:
+            if self.on_outbox_due is not None:
+                self.on_outbox_due(message.frame.get("channels") or [])
+            return
         if message.trip_id is not None:
             self.hub.publish(Event(type=message.type, alert_id="", user_id=message.user_id, precincts=(),
                                    frame=message.frame, text=wire.encode(message.frame), trip_id=message.trip_id))
@@ -223,6 +247,16 @@ class Fanout(OwnedTask):
             self._stale.set()
             return False
         return True
+
+    def _send_soon(self, message: _Message) -> None:
+        # Owned here, cancelled at close: a failure is logged by `_send`.
+        task = asyncio.create_task(self._send(message), name=f"fanout-{message.type}")
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def close(self) -> None:
+        await cancel_and_wait(*self._sending)
+        await super().close()
 
     def _reconnected(self, connection) -> None:
         """redis-py reconnected the subscription by itself: what was published meanwhile is gone."""

@@ -33,8 +33,15 @@ from server.core.tasks import OwnedTask, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
+ALL_CHANNELS = (outbox.CONSOLE, outbox.PUSH, outbox.CAD)
+
+
 class Relay:
-    def __init__(self, *, engine: AsyncEngine, redis: Redis, settings: Settings, fanout: Fanout):
+    def __init__(self, *, engine: AsyncEngine, redis: Redis, settings: Settings, fanout: Fanout,
+                 delivers: bool = True):
+        """`delivers` False (the phones role): this process runs no outbox workers; what it
+        commits to the outbox wakes the workers of the processes that do, through Redis."""
+        self.delivers = delivers
         self._engine = engine
         self._redis = redis
         self._settings = settings
@@ -42,24 +49,25 @@ class Relay:
         self._fcm = (FcmChannel(project_id=settings.fcm_project_id, timeout_s=settings.fcm_timeout_s,
                                 credentials_file=settings.fcm_credentials_file, endpoint=settings.fcm_endpoint,
                                 access_token=settings.fcm_access_token)
-                     if settings.fcm_project_id else None)
+                     if settings.fcm_project_id and delivers else None)
         self._cad = (CadChannel(secret=settings.cad_secret.encode(), timeout_s=settings.cad_timeout_s)
-                     if settings.cad_endpoints else None)
+                     if settings.cad_endpoints and delivers else None)
         self._rushing: set[asyncio.Task] = set()
         # A process works only the channels (and CAD endpoints) it is configured for: one that
         # cannot deliver a row must leave it to a process that can, never mark it done.
-        self.workers = {outbox.CONSOLE: Worker(channel=outbox.CONSOLE, engine=engine, settings=settings,
-                                               deliver=self._consoles)}
+        self.workers = {} if not delivers else {
+            outbox.CONSOLE: Worker(channel=outbox.CONSOLE, engine=engine, settings=settings, deliver=self._consoles)}
         if self._fcm is not None:
             self.workers[outbox.PUSH] = Worker(channel=outbox.PUSH, engine=engine, settings=settings,
                                                deliver=self._push)
         # One worker per CAD endpoint: a dead endpoint delays nobody else's posts.
-        for index, url in enumerate(dict.fromkeys(settings.cad_endpoints)):
+        for index, url in enumerate(dict.fromkeys(settings.cad_endpoints) if delivers else ()):
             self.workers[f"cad-{index}"] = Worker(channel=outbox.CAD, engine=engine, settings=settings,
                                                   deliver=self._cad_post, targets=[url], name=f"cad-{index}")
         self.expander = (Expander(engine=engine, targets=list(dict.fromkeys(settings.cad_endpoints)),
-                                  workers=[worker for worker in self.workers.values() if worker.channel == outbox.CAD])
-                         if settings.cad_endpoints else None)
+                                  workers=[worker for worker in self.workers.values() if worker.channel == outbox.CAD],
+                                  poll_interval_s=settings.outbox_poll_interval_s)
+                         if self._cad is not None else None)
 
     @property
     def fcm(self) -> FcmChannel | None:
@@ -76,17 +84,25 @@ class Relay:
 
     def kick(self) -> None:
         """Something was committed to the outbox: deliver it now rather than at the next poll."""
+        self.woken(ALL_CHANNELS)
+        if not self.delivers:
+            self._wake_others(ALL_CHANNELS)
+
+    def woken(self, channels) -> None:
+        """Another process committed rows of these channels (`Fanout.on_outbox_due`)."""
         for task in self.tasks:
-            task.kick()
+            if task.channel in channels:
+                task.kick()
 
     def opened(self, raised) -> None:
         """A new alert was committed: take it to the consoles at once, without waiting for the
         console worker's lease; the worker remains the fallback (a repeat is dropped by event id)."""
-        for task in self.tasks:
-            if task is not self.workers[outbox.CONSOLE]:
-                task.kick()
+        others = [channel for channel in ALL_CHANNELS if channel != outbox.CONSOLE]
+        self.woken(others)
+        if not self.delivers:
+            self._wake_others(others)
         if raised.view is None:
-            self.workers[outbox.CONSOLE].kick()
+            self._kick_console()
             return
         task = asyncio.create_task(self._rush(raised.view, raised.event_id), name="relay-rush")
         self._rushing.add(task)
@@ -104,7 +120,16 @@ class Relay:
                 return
         except db.STORAGE_ERRORS as error:
             log.warning("alert %s left to the console worker: %s", alert_id, db.describe(error))
-        self.workers[outbox.CONSOLE].kick()
+        self._kick_console()
+
+    def _kick_console(self) -> None:
+        if outbox.CONSOLE in self.workers:
+            self.workers[outbox.CONSOLE].kick()
+        else:
+            self._wake_others([outbox.CONSOLE])
+
+    def _wake_others(self, channels) -> None:
+        self._fanout.wake_outbox(channels)
 
     async def close(self) -> None:
         await cancel_and_wait(*self._rushing)

@@ -22,6 +22,14 @@ class Settings(BaseSettings):
     # Guardian's own log lines from this level (DEBUG, INFO, WARNING, ...); libraries' from WARNING
     # (server/core/logs.py).
     log_level: str = "INFO"
+    # What this process serves (`server.core.roles`): `all` in one process, or the `phones` and
+    # `alerts` processes of the production layout behind the proxy (README, ops/proxy.sh).
+    role: Literal["all", "phones", "alerts"] = "all"
+    # Processes of the phones role serving one port (SO_REUSEPORT); the other roles run one.
+    workers: int = Field(1, ge=1, le=64)
+    # The phones role lowers its CPU priority by this much (`os.nice`), so the alerts process on
+    # the same host runs first whenever both want a core, without root.
+    phones_nice: int = Field(5, ge=0, le=19)
 
     # Group commit of pings: a flush when this many rows wait, or this long after the first.
     # A full queue refuses ping frames (`rate_limited`): it bounds the queueing delay, about
@@ -116,6 +124,9 @@ class Settings(BaseSettings):
     alert_retention_days: int = Field(default=3650, ge=1)
     retention_interval_s: float = 3600.0
     outbox_lease_s: float = 30.0
+    # The outbox workers look for due rows this often even when nobody woke them (rows left by
+    # a crash, an outage, or a wake-up lost on its way from another process).
+    outbox_poll_interval_s: float = Field(1.0, gt=0)
     pin_max_failures: int = 5
     pin_lockout_s: float = 300.0
     # Tracker apps (issue 11): an OsmAnd device id is its only credential, so `POST /v1/devices`
@@ -159,6 +170,11 @@ class Settings(BaseSettings):
                              "GUARDIAN_OUTBOX_LEASE_S")
         if self.fcm_access_token and not self.fcm_endpoint:
             raise ValueError("GUARDIAN_FCM_ACCESS_TOKEN is only for GUARDIAN_FCM_ENDPOINT")
+        if self.workers > 1 and self.role != "phones":
+            # The outbox workers and sweepers take advisory locks and row locks, so two would be
+            # safe, but the consoles' hub, the rush and the audit batches are per process: one
+            # alerts process, restarted by its supervisor, is the simpler thing to reason about.
+            raise ValueError("GUARDIAN_WORKERS above 1 is for GUARDIAN_ROLE=phones only")
         if not self.console_origins:
             self.console_origins = [f"http://{self.host}:{self.port}"]
         return self

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import asyncio
 import logging
 import math
+import uuid
 from collections import deque
 
 from fastapi import WebSocket
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 # The phone frame (`Fanout.publish_to_phone`) an erasure sends to every process: never sent on,
 # it closes the user's sockets.
 ACCOUNT_ERASED = "account_erased"
+# Likewise, the phone frame a new socket of a device sends to every process when it takes over:
+# the device's older socket closes wherever it is (another worker, another phones process).
+SOCKET_TAKEN_OVER = "socket_taken_over"
 # Frames waiting for a phone that does not read; past this it is dropped.
 MAX_OUTBOX_FRAMES = 1000
 
@@ -61,6 +65,7 @@ class PhoneSession:
         self._closing = False
         self.ledger: Ledger | None = None
         self._device: auth.Device | None = None
+        self._session_id = uuid.uuid4().hex
         # alert id → the status this phone was last told, and whether it was told to report fast.
         self._told: dict[str, str] = {}
         self._fast: set[str] = set()
@@ -109,6 +114,9 @@ class PhoneSession:
         previous, sockets[device.device_id] = sockets.get(device.device_id), self
         if previous is not None:
             await previous.close_replaced()
+        self._services.fanout.publish_soon_to_phone(
+            user_id=str(device.user_id),
+            frame={"type": SOCKET_TAKEN_OVER, "device_id": str(device.device_id), "socket": self._session_id})
         # Only now may the writer run (an ack never precedes the welcome); the ledger may be
         # shared with a request of this device, so what it owes this socket starts here.
         self.ledger = intake.ledger
@@ -346,6 +354,11 @@ class PhoneSession:
             if event.frame.get("type") == ACCOUNT_ERASED:
                 self._close_erased()
                 return
+            if event.frame.get("type") == SOCKET_TAKEN_OVER:
+                if (event.frame.get("device_id") == str(self._device.device_id)
+                        and event.frame.get("socket") != self._session_id):
+                    self._close_taken_over()
+                return
             self._send(event.text)
             return
         if event.trip_id is not None:
@@ -376,6 +389,13 @@ class PhoneSession:
         self._closing = True
         task = asyncio.create_task(self._ws.close(errors.CLOSE_POLICY, "the account was erased"),
                                    name="phone-erased")
+        self._trip_tasks.add(task)
+        task.add_done_callback(self._trip_tasks.discard)
+
+    def _close_taken_over(self) -> None:
+        """A newer socket of this device opened in another process (`SOCKET_TAKEN_OVER`)."""
+        self._closing = True
+        task = asyncio.create_task(self.close_replaced(), name="phone-taken-over")
         self._trip_tasks.add(task)
         task.add_done_callback(self._trip_tasks.discard)
 

@@ -63,7 +63,8 @@ async def create_share(trip_id: uuid.UUID, request: Request, device: Device,
     created = await links.create(engine=services.engine, settings=services.settings, user_id=device.user_id,
                                  trip_id=trip_id, expires_in_s=None if body is None else body.expires_in_s,
                                  now=datetime.now(UTC))
-    return {"token": created.token, "url": str(request.url_for("share_page", token=created.token)),
+    # Not `url_for`: the page is the alerts process's route, and this may be a phones process.
+    return {"token": created.token, "url": f"{str(request.base_url).rstrip('/')}/share/{created.token}",
             "expires_at": wire.format_time(created.share.expires_at)}
 
 
