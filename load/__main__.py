@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from load import bench, fleet, idle, offroute, watchers
+from load import bench, cpuperping, fleet, idle, offroute, watchers
 from load.stats import table
 
 cli = typer.Typer(help="Simulated phones against a running Guardian server.", no_args_is_help=True)
@@ -91,6 +91,23 @@ def run_watchers(
     """Ping acks without and with watchers, and the latency of a fix to its trip's watchers."""
     watchers.run_watchers(url=url, phones=phones, watchers=watchers_count, trips=min(trips, phones),
                           duration_s=duration, warmup_s=warmup, procs=procs)
+
+
+@cli.command("cpuperping")
+def run_cpuperping(
+    revision: str = typer.Option(cpuperping.BASE_REVISION, help="The git revision compared with the working tree."),
+    phones: int = typer.Option(300, help="Phones (300 x 10 Hz is half of this machine's capacity)."),
+    rate_hz: float = typer.Option(10.0, help="Single pings per second per phone."),
+    duration: float = typer.Option(15.0, help="Measured seconds of each run (after the warm-up)."),
+    warmup: float = typer.Option(5.0, help="Seconds of streaming before measuring."),
+    rounds: int = typer.Option(2, help="Runs of each side, interleaved A B A B."),
+    redis_index: int = typer.Option(13, help="The Redis index both servers use (flushed first)."),
+    database_prefix: str = typer.Option("guardian_cpp", help="Databases <prefix>_base and <prefix>_tree (dropped "
+                                                             "and made fresh)."),
+) -> None:
+    """CPU µs per acked ping, server and PostgreSQL apart: a revision's server against the working tree's."""
+    cpuperping.run(revision=revision, phones=phones, rate_hz=rate_hz, duration_s=duration, warmup_s=warmup,
+                   rounds=rounds, redis_index=redis_index, database_prefix=database_prefix)
 
 
 cli()
