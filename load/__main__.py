@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from load import bench, cpuperping, fleet, idle, offroute, watchers
+from load import bench, cpuperping, fleet, idle, offroute, storecost, watchers
 from load.stats import table
 
 cli = typer.Typer(help="Simulated phones against a running Guardian server.", no_args_is_help=True)
@@ -108,6 +108,17 @@ def run_cpuperping(
     """CPU µs per acked ping, server and PostgreSQL apart: a revision's server against the working tree's."""
     cpuperping.run(revision=revision, phones=phones, rate_hz=rate_hz, duration_s=duration, warmup_s=warmup,
                    rounds=rounds, redis_index=redis_index, database_prefix=database_prefix)
+
+
+@cli.command("storecost")
+def run_storecost(
+    url: str = typer.Option(..., help="A scratch database at head (it keeps the rows)."),
+    users: int = typer.Option(300, help="Pings per flush, one per user."),
+    flushes: int = typer.Option(100, help="Flushes per run."),
+    rounds: int = typer.Option(2, help="Runs of each statement, interleaved."),
+) -> None:
+    """PostgreSQL's CPU per stored ping: today's JSON-rows INSERT against COPY into a stage."""
+    storecost.run(url=url, users=users, flushes=flushes, rounds=rounds)
 
 
 cli()
