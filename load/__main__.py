@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from load import bench, cpuperping, fleet, idle, offroute, storecost, watchers
+from load import bench, cpuperping, fleet, framing, idle, offroute, storecost, watchers
 from load.stats import table
 
 cli = typer.Typer(help="Simulated phones against a running Guardian server.", no_args_is_help=True)
@@ -119,6 +119,18 @@ def run_storecost(
 ) -> None:
     """PostgreSQL's CPU per stored ping: today's JSON-rows INSERT against COPY into a stage."""
     storecost.run(url=url, users=users, flushes=flushes, rounds=rounds)
+
+
+@cli.command("framing")
+def run_framing(
+    phones: int = typer.Option(1000, help="Phones."),
+    rate_hz: float = typer.Option(10.0, help="Single pings per second per phone."),
+    duration: float = typer.Option(15.0, help="Measured seconds of each run (after the warm-up)."),
+    warmup: float = typer.Option(5.0, help="Seconds of streaming before measuring."),
+    rounds: int = typer.Option(2, help="Runs of each framing, interleaved."),
+) -> None:
+    """Server CPU per frame of a parse-and-ack server on each candidate websocket framing."""
+    framing.run(phones=phones, rate_hz=rate_hz, duration_s=duration, warmup_s=warmup, rounds=rounds)
 
 
 cli()
