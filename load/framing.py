@@ -43,7 +43,6 @@ def serve_uvicorn(port: int, ws: str) -> None:
 
 def serve_picows(port: int) -> None:
     """The same parse-and-ack on picows: a listener per connection, a callback per frame."""
-    import asyncio
     import uuid
 
     import uvloop

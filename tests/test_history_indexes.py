@@ -4,7 +4,7 @@ them, never by a scan of a whole partition (with sequential scans priced out, a 
 can serve still shows one)."""
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -35,7 +35,7 @@ async def layout(engine):
 
 
 def far_day(index: int) -> datetime:
-    return partitions.start_of_day(datetime.now(timezone.utc)) + (20 + index) * DAY
+    return partitions.start_of_day(datetime.now(UTC)) + (20 + index) * DAY
 
 
 async def test_every_partition_has_only_the_key_and_the_user_time_index_those_made_later_too(engine):
@@ -69,7 +69,7 @@ READS = {
 
 async def test_every_read_of_the_history_is_answered_by_an_index(engine):
     user_id, device_id = uuid.uuid4(), uuid.uuid4()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with engine.begin() as connection:
         await connection.execute(users.insert().values(user_id=user_id, name="Indexes", phone="+886900000000"))
     rows = [history.NewFix(device_id=device_id, user_id=user_id, seq=seq,
