@@ -6,7 +6,7 @@ import json
 
 import typer
 
-from load import bench, fleet, idle, offroute, overload, watchers
+from load import bench, cpuperping, fleet, framing, idle, offroute, overload, storecost, watchers
 from load.stats import table
 
 cli = typer.Typer(help="Simulated phones against a running Guardian server.", no_args_is_help=True)
@@ -107,6 +107,46 @@ def run_watchers(
     """Ping acks without and with watchers, and the latency of a fix to its trip's watchers."""
     watchers.run_watchers(url=url, phones=phones, watchers=watchers_count, trips=min(trips, phones),
                           duration_s=duration, warmup_s=warmup, procs=procs)
+
+
+@cli.command("cpuperping")
+def run_cpuperping(
+    revision: str = typer.Option(cpuperping.BASE_REVISION, help="The git revision compared with the working tree."),
+    phones: int = typer.Option(300, help="Phones (300 x 10 Hz is half of this machine's capacity)."),
+    rate_hz: float = typer.Option(10.0, help="Single pings per second per phone."),
+    duration: float = typer.Option(15.0, help="Measured seconds of each run (after the warm-up)."),
+    warmup: float = typer.Option(5.0, help="Seconds of streaming before measuring."),
+    rounds: int = typer.Option(2, help="Runs of each side, interleaved A B A B."),
+    redis_index: int = typer.Option(13, help="The Redis index both servers use (flushed first)."),
+    database_prefix: str = typer.Option("guardian_cpp", help="Databases <prefix>_base and <prefix>_tree (dropped "
+                                                             "and made fresh)."),
+) -> None:
+    """CPU µs per acked ping, server and PostgreSQL apart: a revision's server against the working tree's."""
+    cpuperping.run(revision=revision, phones=phones, rate_hz=rate_hz, duration_s=duration, warmup_s=warmup,
+                   rounds=rounds, redis_index=redis_index, database_prefix=database_prefix)
+
+
+@cli.command("storecost")
+def run_storecost(
+    url: str = typer.Option(..., help="A scratch database at head (it keeps the rows)."),
+    users: int = typer.Option(300, help="Pings per flush, one per user."),
+    flushes: int = typer.Option(100, help="Flushes per run."),
+    rounds: int = typer.Option(2, help="Runs of each statement, interleaved."),
+) -> None:
+    """PostgreSQL's CPU per stored ping: today's JSON-rows INSERT against COPY into a stage."""
+    storecost.run(url=url, users=users, flushes=flushes, rounds=rounds)
+
+
+@cli.command("framing")
+def run_framing(
+    phones: int = typer.Option(1000, help="Phones."),
+    rate_hz: float = typer.Option(10.0, help="Single pings per second per phone."),
+    duration: float = typer.Option(15.0, help="Measured seconds of each run (after the warm-up)."),
+    warmup: float = typer.Option(5.0, help="Seconds of streaming before measuring."),
+    rounds: int = typer.Option(2, help="Runs of each framing, interleaved."),
+) -> None:
+    """Server CPU per frame of a parse-and-ack server on each candidate websocket framing."""
+    framing.run(phones=phones, rate_hz=rate_hz, duration_s=duration, warmup_s=warmup, rounds=rounds)
 
 
 cli()

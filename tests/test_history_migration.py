@@ -76,7 +76,7 @@ async def test_the_history_is_partitioned_while_pings_and_their_retries_keep_com
         assert batches > 0
 
         async with engine.connect() as connection:
-            assert await connection.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0011"
+            assert await connection.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0012"
             assert await connection.scalar(sa.text("SELECT relkind::text FROM pg_class WHERE relname = 'pings'")) == "p"
             names = {part.name: part for part in await partitions.list_partitions(connection=connection)}
             assert "pings_legacy" in names and "pings_default" in names

@@ -31,9 +31,10 @@ devices = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
-# Months of fixes for a million users: append-only, BRIN on arrival time (which
-# follows insertion order), B-tree for per-user reads, SP-GiST for area queries
-# (a third of GiST's cost per insert for points).
+# Months of fixes for a million users: append-only, read by user and device time (tracks,
+# export, erasure) and by key (acked_seq, the recheck of a resent seq). No other index: each
+# costs every ping an insert, and no query reads the history by area (last locations are in the
+# Redis geo index) or by arrival time alone (migration 0012 dropped the SP-GiST and the BRIN).
 # Partitioned by device time, one partition a day (pg_partman; server/positions/partitions.py),
 # so that the history past its retention goes by dropping whole partitions.
 pings = sa.Table(
@@ -55,9 +56,7 @@ pings = sa.Table(
     sa.Column("battery_pct", sa.Float),
     # Null when plausible; otherwise the codes of the rules it failed.
     sa.Column("suspect", pg.ARRAY(sa.Text)),
-    sa.Index("pings_received_at_brin", "received_at", postgresql_using="brin"),
     sa.Index("pings_user_ts_idx", "user_id", "device_ts"),
-    sa.Index("pings_location_spgist", "location", postgresql_using="spgist"),
     postgresql_partition_by="RANGE (device_ts)",
 )
 
