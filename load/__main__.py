@@ -59,7 +59,7 @@ def run_bench(
     duration: float = typer.Option(60.0, help="Seconds of the main scenario (others run half as long)."),
     idle_phones: int = typer.Option(10_000, help="Idle phones for the memory scenario."),
     procs: int = typer.Option(1, help="Load generator processes."),
-    only: str = typer.Option(None, help="Only one part: pings, sos, partitions or idle."),
+    only: str = typer.Option(None, help="Only one part: pings, sos, partitions, idle or isolation (issue 12: the SOS path beside an overloaded ingest, the roles, CPU per ping against today's main)."),
 ) -> None:
     """The standard scenarios, each beside the baseline in the same run."""
     bench.run_bench(duration_s=duration, idle_phones=idle_phones, procs=procs, only=only)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from load import fleet, idle, partitioning, sos
+from load import fleet, idle, isolation, partitioning, sos
 from load.cpu import CpuMeter
 from load.processes import ServerProcess
 from load.stats import FleetResult, table
@@ -50,6 +50,11 @@ def run_bench(*, duration_s: float, idle_phones: int, procs: int, only: str | No
            "GUARDIAN_REGISTER_BURST": "1000000",  # the fleet registers every phone from one address
            "GUARDIAN_LOGIN_ADDRESS_BURST": "1000000",  # and logs its SOS_CONSOLES consoles in as one user
            "GUARDIAN_LOGIN_USERNAME_BURST": "1000000"}
+    if only == "isolation":
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}",
+              flush=True)
+        isolation.run_isolation(env, duration_s=max(10, duration_s / 3))
+        return
     full = ServerProcess([sys.executable, "-m", "server", "serve"], env)
     baseline = ServerProcess([sys.executable, "-m", "load", "baseline"], env)
     full.start()
@@ -96,6 +101,9 @@ def run_bench(*, duration_s: float, idle_phones: int, procs: int, only: str | No
     finally:
         full.stop()
         baseline.stop()
+    if only is None:
+        # Its own servers (the production layout, then one process), once the others are stopped.
+        isolation.run_isolation(env, duration_s=max(10, duration_s / 3))
 
 
 def wait_until_drained(server: ServerProcess, limit_s: float = 180.0) -> None:

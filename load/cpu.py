@@ -15,6 +15,19 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_S  # utime + stime
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds of `pid` and of its live children (a phones process's forked workers)."""
+    total = _cpu_s(pid)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    total += _cpu_s(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return total
+
+
 def _pids_named(name: str) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -28,14 +41,15 @@ def _pids_named(name: str) -> list[int]:
 
 
 class CpuMeter:
-    """Share of one core each party used between start() and stop()."""
+    """Share of one core each party used between start() and stop(); the server's counts its
+    forked workers."""
 
     def __init__(self, server_pid: int):
         self._server_pid = server_pid
 
     def _sample(self) -> tuple[float, float, float, float]:
         own = os.times()
-        return (time.monotonic(), _cpu_s(self._server_pid), sum(_cpu_s(pid) for pid in _pids_named("postgres")),
+        return (time.monotonic(), _tree_cpu_s(self._server_pid), sum(_cpu_s(pid) for pid in _pids_named("postgres")),
                 own.user + own.system + own.children_user + own.children_system)
 
     def start(self) -> None:

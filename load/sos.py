@@ -84,14 +84,42 @@ async def _console(url: str, token: str, index: int, result: SosResult, opened_a
     await ws.close()
 
 
+def _sos_frame() -> dict:
+    return {"type": "sos", "sos_id": str(uuid.uuid4()), "lat": TAIPEI[0], "lon": TAIPEI[1], "acc": 10.0,
+            "ts": int(time.time() * 1000)}
+
+
+def _count(result: SosResult, code: str) -> None:
+    result.errors[code] = result.errors.get(code, 0) + 1
+
+
+async def _raise_over_http(client: httpx.AsyncClient, token: str, at: float, result: SosResult, sent: dict):
+    """`POST /v1/sos`, timed from the request to its answer (the `sos_ack` body)."""
+    await asyncio.sleep(max(0.0, at - time.monotonic()))
+    frame = _sos_frame()
+    del frame["type"]
+    started = time.monotonic()
+    result.raised += 1
+    try:
+        response = await client.post("/v1/sos", json=frame, headers={"Authorization": f"Bearer {token}"})
+    except httpx.HTTPError as error:
+        _count(result, type(error).__name__)
+        return
+    if response.status_code not in (200, 201):
+        _count(result, f"http {response.status_code}")
+        return
+    result.acked += 1
+    result.to_ack_ms.append((time.monotonic() - started) * 1000)
+    sent[response.json()["alert_id"]] = started
+
+
 async def _raise(url: str, token: str, at: float, result: SosResult, sent: dict):
     try:
         async with websockets.connect(ws_url(url), additional_headers={"Authorization": f"Bearer {token}"},
                                       compression=None) as ws:
             json.loads(await ws.recv())  # welcome
             await asyncio.sleep(max(0.0, at - time.monotonic()))
-            frame = {"type": "sos", "sos_id": str(uuid.uuid4()), "lat": TAIPEI[0], "lon": TAIPEI[1], "acc": 10.0,
-                     "ts": int(time.time() * 1000)}
+            frame = _sos_frame()
             started = time.monotonic()
             await ws.send(json.dumps(frame))
             result.raised += 1
@@ -104,15 +132,16 @@ async def _raise(url: str, token: str, at: float, result: SosResult, sent: dict)
                         sent[reply["alert_id"]] = started
                         return
                     if reply["type"] == "error":
-                        result.errors[reply["code"]] = result.errors.get(reply["code"], 0) + 1
+                        _count(result, reply["code"])
                         return
     except (OSError, websockets.WebSocketException, TimeoutError) as error:
-        result.errors[type(error).__name__] = result.errors.get(type(error).__name__, 0) + 1
+        _count(result, type(error).__name__)
 
 
 async def run(*, url: str, sos_tokens: list[str], console_tokens: list[str], spread_s: float,
-              start_at_wall: float, settle_s: float = 30.0) -> SosResult:
-    """Consoles connect first; SOS go out from `start_at_wall`, evenly over `spread_s`."""
+              start_at_wall: float, settle_s: float = 30.0, via: str = "socket") -> SosResult:
+    """Consoles connect first; SOS go out from `start_at_wall`, evenly over `spread_s`, each on a
+    phone socket of its own (`via="socket"`) or as `POST /v1/sos` (`via="http"`)."""
     result, opened_at, sent = SosResult(), {}, {}
     stop = asyncio.Event()
     consoles = [asyncio.create_task(_console(url, token, i, result, opened_at, stop))
@@ -121,7 +150,14 @@ async def run(*, url: str, sos_tokens: list[str], console_tokens: list[str], spr
         await asyncio.sleep(0.05)
     start = time.monotonic() + max(0.0, start_at_wall - time.time())
     step = spread_s / max(1, len(sos_tokens))
-    await asyncio.gather(*(_raise(url, token, start + i * step, result, sent) for i, token in enumerate(sos_tokens)))
+    if via == "http":
+        async with httpx.AsyncClient(base_url=url, timeout=30,
+                                     limits=httpx.Limits(max_connections=len(sos_tokens))) as client:
+            await asyncio.gather(*(_raise_over_http(client, token, start + i * step, result, sent)
+                                   for i, token in enumerate(sos_tokens)))
+    else:
+        await asyncio.gather(*(_raise(url, token, start + i * step, result, sent)
+                               for i, token in enumerate(sos_tokens)))
     # Late is not lost: wait (bounded) for every console to be shown every acknowledged SOS.
     deadline = time.monotonic() + settle_s
     while len(opened_at) < result.acked * len(console_tokens) and time.monotonic() < deadline:

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
@@ -22,7 +21,7 @@ from server.core import roles
 from tests.endpoints import CadReceiver
 from tests.sharing.watching import NEAR_101, move, shared, start_trip, watch
 from tests.servers import TAIPEI_101, add_staff, bearer, connect_console, connect_phone, create_user, login, \
-    quiet, receive, sos_frame, stored_pings, until_ack, until_type
+    quiet, sos_frame, stored_pings, until_ack, until_type
 
 CAD_SECRET = "a-test-secret-of-some-length"
 TEMPLATE = Path(__file__).resolve().parent.parent / "ops" / "nginx.conf.template"
