@@ -17,6 +17,7 @@ the result counts the refused pings beside the acked ones (goodput).
 """
 
 import asyncio
+import os
 import heapq
 import math
 import multiprocessing
@@ -292,7 +293,9 @@ async def _run_share(tokens: list[str], first_index: int, plan: Plan, start_at_w
     return result
 
 
-def _worker(tokens: list[str], first_index: int, plan: Plan, start_at_wall: float, results) -> None:
+def _worker(tokens: list[str], first_index: int, plan: Plan, start_at_wall: float, results, nice: int = 0) -> None:
+    if nice:
+        os.nice(nice)
     result = uvloop.run(_run_share(tokens, first_index, plan, start_at_wall))
     results.put(result)
 
@@ -301,28 +304,37 @@ CONNECTS_PER_S = 200  # what this 2-core machine manages, each with a token chec
 
 
 def run(tokens: list[str], plan: Plan, *, procs: int = 1, connect_lead_s: float | None = None,
-        meter=None) -> FleetResult:
+        meter=None, nice: int = 0) -> FleetResult:
     """Run the fleet over `procs` processes; streaming starts once every phone had time to connect.
 
-    `meter` (start()/stop() -> dict), when given with one process, measures the measured window.
+    `meter` (start()/stop() -> dict) measures the measured window. `nice`: the generator's
+    processes run that much below this one's priority (a fleet on the server's cores must not
+    take them from a server that is niced itself); it always runs in processes of its own then.
     """
     if connect_lead_s is None:
         connect_lead_s = 1.0 + len(tokens) / CONNECTS_PER_S
     start_at_wall = time.time() + connect_lead_s
-    if procs == 1:
+    if procs == 1 and not nice:
         return uvloop.run(_run_share(tokens, 0, plan, start_at_wall, meter))
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     shares = [tokens[i::procs] for i in range(procs)]
     workers = [
-        context.Process(target=_worker, args=(share, i * len(shares[0]), plan, start_at_wall, results))
+        context.Process(target=_worker, args=(share, i * len(shares[0]), plan, start_at_wall, results, nice))
         for i, share in enumerate(shares)
     ]
     for worker in workers:
         worker.start()
+    cpu: dict[str, str] = {}
+    if meter is not None:  # the measured window, from here: the workers keep the same wall clock
+        time.sleep(max(0.0, start_at_wall + plan.warmup_s - time.time()))
+        meter.start()
+        time.sleep(plan.duration_s)
+        cpu = meter.stop()
     total = FleetResult()
     for _ in workers:
         total.merge(results.get(timeout=plan.warmup_s + plan.duration_s + connect_lead_s + 120))
     for worker in workers:
         worker.join(10)
+    total.cpu = cpu or total.cpu
     return total

@@ -26,16 +26,23 @@ from load.cpu import CpuMeter
 from load.deployment import Deployment
 from load.processes import ServerProcess
 from load.stats import table
+from server.core.config import Settings
 
 PHONES = 2000
 SOS_COUNT = 100
 SOS_SPREAD_S = 10.0
 SOS_CONSOLES = 20
+# The phones role's default niceness (`GUARDIAN_PHONES_NICE`), which the load generator takes too.
+PHONES_NICE = Settings.model_fields["phones_nice"].default
 
 
 def _during_overload(*, url: str, phones_url: str, phones_pid: int, tokens: list[str], rate_hz: float,
-                     capacity_per_s: float, env: dict[str, str], layout: str, duration_s: float) -> dict[str, str]:
-    """`tokens` stream at `rate_hz` each (honouring `retry_after_ms`) while SOS go out over HTTP."""
+                     capacity_per_s: float, env: dict[str, str], layout: str, duration_s: float,
+                     nice: int = 0) -> dict[str, str]:
+    """`tokens` stream at `rate_hz` each (honouring `retry_after_ms`) while SOS go out over HTTP. The
+    generator runs `nice` below the SOS raiser, at the priority of the process taking its pings:
+    on these 2 shared cores it would otherwise take them from a niced phones process, which on a
+    host of its own it would not."""
     from load.bench import add_command_centre
 
     username = f"bench-isolation-{layout}-{os.urandom(3).hex()}"
@@ -54,7 +61,7 @@ def _during_overload(*, url: str, phones_url: str, phones_pid: int, tokens: list
     print(f"running: {layout}: {len(tokens)} phones offering {len(tokens) * rate_hz:,.0f} pings/s with "
           f"{SOS_COUNT} SOS over HTTP and {SOS_CONSOLES} consoles ...", flush=True)
     with overload.LagPoller(phones_url) as lag:
-        stream = fleet.run(tokens, plan, connect_lead_s=connect_lead_s, meter=CpuMeter(phones_pid))
+        stream = fleet.run(tokens, plan, connect_lead_s=connect_lead_s, meter=CpuMeter(phones_pid), nice=nice)
     outcome = results.get(timeout=180)
     raiser.join(10)
     overload.drained(phones_url)
@@ -76,14 +83,14 @@ def run_isolation(env: dict[str, str], *, duration_s: float = 20.0) -> None:
         tokens = asyncio.run(fleet.create_users(deployment.url, PHONES))
         ramp = fleet.Plan(url=deployment.url, rate_hz=1.0, batch=1, duration_s=8.0, warmup_s=2.0)
         capacity_per_s, _ = overload.capacity(tokens, ramp, deployment.phones.pid,
-                                              wait=lambda: overload.drained(deployment.phones.url))
+                                              wait=lambda: overload.drained(deployment.phones.url), nice=PHONES_NICE)
         print(f"\ncapacity C of one phones process (through the proxy): {capacity_per_s:,.0f} acked single "
               "pings/s", flush=True)
         rate_hz = 2 * capacity_per_s / PHONES
         rows.append(_during_overload(url=deployment.url, phones_url=deployment.phones.url,
                                      phones_pid=deployment.phones.pid, tokens=tokens, rate_hz=rate_hz,
                                      capacity_per_s=capacity_per_s, env=env, layout="roles + proxy",
-                                     duration_s=duration_s))
+                                     duration_s=duration_s, nice=PHONES_NICE))
         print(table(rows[-1:]), flush=True)
     finally:
         deployment.stop()
@@ -101,7 +108,8 @@ def run_isolation(env: dict[str, str], *, duration_s: float = 20.0) -> None:
     try:
         rows.append(_during_overload(url=workers.url, phones_url=workers.phones.url, phones_pid=workers.phones.pid,
                                      tokens=tokens, rate_hz=rate_hz, capacity_per_s=capacity_per_s, env=env,
-                                     layout="roles + proxy, --workers 2", duration_s=duration_s))
+                                     layout="roles + proxy, --workers 2", duration_s=duration_s,
+                                     nice=PHONES_NICE))
         print(table(rows[-1:]), flush=True)
     finally:
         workers.stop()
@@ -109,5 +117,4 @@ def run_isolation(env: dict[str, str], *, duration_s: float = 20.0) -> None:
     print(f"\nCPU per committed ping at C / 2 ({capacity_per_s / 2:,.0f} pings/s), today's main against the "
           "working tree", flush=True)
     phones = 1000
-    print(table(cpuperping.run(phones=phones, rate_hz=capacity_per_s / 2 / phones, duration_s=duration_s)),
-          flush=True)
+    cpuperping.run(phones=phones, rate_hz=capacity_per_s / 2 / phones, duration_s=duration_s)  # prints its tables

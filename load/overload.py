@@ -68,9 +68,9 @@ class LagPoller:
                     self.p99_ms.append(HEALTHZ_TIMEOUT_S * 1000)
 
 
-def _run(tokens: list[str], plan: fleet.Plan, server_pid: int) -> tuple[FleetResult, RawCpuMeter]:
+def _run(tokens: list[str], plan: fleet.Plan, server_pid: int, nice: int = 0) -> tuple[FleetResult, RawCpuMeter]:
     meter = RawCpuMeter(server_pid)
-    return fleet.run(tokens, plan, meter=meter), meter
+    return fleet.run(tokens, plan, meter=meter, nice=nice), meter
 
 
 def _sustained(result: FleetResult, offered_per_s: float) -> bool:
@@ -79,13 +79,13 @@ def _sustained(result: FleetResult, offered_per_s: float) -> bool:
 
 
 def capacity(tokens: list[str], plan: fleet.Plan, server_pid: int, *, steps: int = 3,
-             wait=lambda: None) -> tuple[float, list[dict]]:
+             wait=lambda: None, nice: int = 0) -> tuple[float, list[dict]]:
     """C by a ramp of single-ping rates (doubling from 1 Hz per phone, then `steps` bisections):
     the best acked/s among the sustained rates. Returns it and one row per rate tried."""
     rows, best, low, high = [], 0.0, 0.0, None
     rate_hz = 1.0
     for _ in range(12 + steps):
-        result, meter = _run(tokens, replace(plan, rate_hz=rate_hz, honour_retry=False), server_pid)
+        result, meter = _run(tokens, replace(plan, rate_hz=rate_hz, honour_retry=False), server_pid, nice)
         wait()
         offered = len(tokens) * rate_hz
         ok = _sustained(result, offered)
