@@ -34,12 +34,16 @@ class Deployment:
     def __init__(self, env: dict[str, str], *, workers: int = 1, log_file=None):
         """`env`: the servers' settings (database, Redis, limits). The consoles' origin is the
         proxy's address, as a deployment's would be its public one."""
-        self.port = free_port()
+        # Three distinct ports: a probe's port is free again once probed, so two probes can agree.
+        ports: set[int] = set()
+        while len(ports) < 3:
+            ports.add(free_port())
+        self.port, alerts_port, phones_port = ports
         self._run = Path(tempfile.mkdtemp(prefix="guardian-proxy-"))
         self._log_file = log_file
         self.env = {**env, "GUARDIAN_CONSOLE_ORIGINS": json.dumps([self.url])}
-        self.alerts = ServerProcess(serve_argv("alerts"), self.env, log_file=log_file)
-        self.phones = ServerProcess(serve_argv("phones", workers), self.env, log_file=log_file)
+        self.alerts = ServerProcess(serve_argv("alerts"), self.env, port=alerts_port, log_file=log_file)
+        self.phones = ServerProcess(serve_argv("phones", workers), self.env, port=phones_port, log_file=log_file)
         self.proxy: subprocess.Popen | None = None
 
     @property

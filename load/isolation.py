@@ -32,6 +32,9 @@ PHONES = 2000
 SOS_COUNT = 100
 SOS_SPREAD_S = 10.0
 SOS_CONSOLES = 20
+# Streaming before a run's window: 2,000 phones connecting (a token check, their acked_seq, their
+# last fix each) take the phones process about 10 s here.
+WARMUP_S = 12.0
 # The phones role's default niceness (`GUARDIAN_PHONES_NICE`), which the load generator takes too.
 PHONES_NICE = Settings.model_fields["phones_nice"].default
 
@@ -50,7 +53,8 @@ def _during_overload(*, url: str, phones_url: str, phones_pid: int, tokens: list
     add_command_centre(env, username, password)
     sos_tokens = asyncio.run(fleet.create_users(url, SOS_COUNT))
     consoles = sos.console_tokens(url, username, password, SOS_CONSOLES)
-    plan = fleet.Plan(url=url, rate_hz=rate_hz, batch=1, duration_s=duration_s, warmup_s=5, honour_retry=True)
+    plan = fleet.Plan(url=url, rate_hz=rate_hz, batch=1, duration_s=duration_s, warmup_s=WARMUP_S,
+                      honour_retry=True)
     connect_lead_s = 1.0 + len(tokens) / fleet.CONNECTS_PER_S
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
@@ -67,7 +71,7 @@ def _during_overload(*, url: str, phones_url: str, phones_pid: int, tokens: list
     overload.drained(phones_url)
     worst_lag = max(lag.p99_ms, default=float("nan"))
     sos_row = outcome.row()
-    return {"layout": layout, "offered/s": f"{stream.offered_per_s:,.0f}", "acked/s": f"{stream.acked_per_s:,.0f}",
+    return {"layout": layout, "phones": stream.row().get("phones", "-"), "offered/s": f"{stream.offered_per_s:,.0f}", "acked/s": f"{stream.acked_per_s:,.0f}",
             "goodput / C": f"{stream.acked_per_s / capacity_per_s:.2f}",
             "loop lag p99 ms": f"{worst_lag:.0f}",
             **{key: sos_row[key] for key in ("SOS raised/acked", "delivered once", "missing", "SOS→console p50 ms",
@@ -81,7 +85,8 @@ def run_isolation(env: dict[str, str], *, duration_s: float = 20.0) -> None:
     deployment.start()
     try:
         tokens = asyncio.run(fleet.create_users(deployment.url, PHONES))
-        ramp = fleet.Plan(url=deployment.url, rate_hz=1.0, batch=1, duration_s=8.0, warmup_s=2.0)
+        # Each run connects every phone again: the warm-up lets that storm settle before the window.
+        ramp = fleet.Plan(url=deployment.url, rate_hz=1.0, batch=1, duration_s=8.0, warmup_s=WARMUP_S)
         capacity_per_s, _ = overload.capacity(tokens, ramp, deployment.phones.pid,
                                               wait=lambda: overload.drained(deployment.phones.url), nice=PHONES_NICE)
         print(f"\ncapacity C of one phones process (through the proxy): {capacity_per_s:,.0f} acked single "

@@ -124,7 +124,8 @@ def create_app(settings: Settings, role: Role | None = None) -> FastAPI:
                 health.append(timers.health)
             else:
                 # No sweeper here: which users are in an alert or on a trip is read on its own.
-                watch = AlertWatch(engine=engine, fanout=fanout, progress=progress,
+                # On the alert pool: a reconnect storm taking the main pool must not make it stale.
+                watch = AlertWatch(engine=alert_engine, fanout=fanout, progress=progress,
                                    interval_s=settings.sweep_interval_s)
                 watch.health.stale_after_s = 3 * settings.sweep_interval_s + STALE_SWEEP_GRACE_S
                 await watch.read()  # before serving

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -205,6 +206,11 @@ async def test_killing_the_alerts_process_loses_no_acknowledged_sos_and_a_restar
             for phone in phones:
                 await phone.send(json.dumps(sos_frame()))
                 acknowledged.add((await until_type(phone, "sos_ack"))["alert_id"])
+            # The HTTP path answers the contract's JSON while its process is down (nginx's, not HTML).
+            refused = httpx.post(f"{deployment.url}/v1/sos", json={"sos_id": str(uuid.uuid4())},
+                                 headers=bearer(users[0][1]), timeout=10)
+            assert refused.status_code == 503 and refused.json()["code"] == "unavailable"
+            assert refused.headers["retry-after"] == "1"
             deployment.start_alerts()
             console, snapshot = await connect_console(deployment, login(deployment, "desk"), origin=deployment.url)
             frames = await quiet(console, 3.0)
@@ -338,3 +344,28 @@ async def test_a_worker_that_dies_is_started_again_and_the_port_keeps_serving(de
     for _ in range(6):  # on either worker
         phone, _ = await connect_phone(deployment, token)
         await phone.close()
+
+
+async def test_two_sockets_of_a_device_opened_at_once_on_two_workers_leave_one_open(deployment):
+    """Each new socket tells every process to close the device's older ones: two that open at
+    the same instant (on two workers, their takeover frames crossing) must agree on which one
+    stays, never close each other with 4001 (which tells the phone not to reconnect)."""
+    async def trial() -> list:
+        _, token = create_user(deployment)
+        sockets = [socket for socket, _ in await asyncio.gather(connect_phone(deployment, token),
+                                                                connect_phone(deployment, token))]
+        await asyncio.sleep(1.0)  # both takeover frames have gone round
+        open_ones = []
+        for socket in sockets:
+            try:
+                await asyncio.wait_for(socket.recv(), 0.05)
+            except TimeoutError:
+                pass
+            except websockets.ConnectionClosed:
+                pass
+            open_ones.append(socket.close_code is None)
+            await socket.close()
+        return open_ones
+
+    outcomes = [await trial() for _ in range(12)] + list(await asyncio.gather(*(trial() for _ in range(12))))
+    assert all(sum(outcome) == 1 for outcome in outcomes), outcomes

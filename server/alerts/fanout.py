@@ -38,6 +38,8 @@ from server.core.tasks import OwnedTask, cancel_and_wait
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 0.5
+# Messages published soon (`_send_soon`) that share one pipeline at most.
+SEND_SOON_MAX = 500
 RESUBSCRIBE_DELAY_S = 0.5
 # The subscriber pings Redis this often while the channel is quiet, and gives the link up when
 # nothing (no message, no pong) came back for the deadline: a half-open connection (a lost host,
@@ -96,6 +98,8 @@ class Fanout(OwnedTask):
         self._located: dict[str, datetime] = {}
         self._stale = asyncio.Event()
         self._sending: set[asyncio.Task] = set()
+        self._outgoing: list[_Message] = []  # for `_send_soon`, in order
+        self._sender: asyncio.Task | None = None
         # Called with the channels named by another process's `publish_outbox_due`.
         self.on_outbox_due: Callable[[list[str]], None] | None = None
         self._encoder = msgspec.json.Encoder()
@@ -238,8 +242,8 @@ class Fanout(OwnedTask):
                         pipe.publish(self._channel, self._encoder.encode(message))
                     receivers = await pipe.execute()
         except (RedisError, OSError, TimeoutError) as error:
-            log.warning("%d %s event(s) not published to other processes: %s", len(messages), messages[0].type,
-                        db.describe(error))
+            log.warning("%d %s event(s) not published to other processes: %s", len(messages),
+                        "/".join(sorted({message.type for message in messages})), db.describe(error))
             return False
         if min(receivers) < 1:
             # Not even this process's subscription is on Redis: nobody else's may be either.
@@ -249,10 +253,20 @@ class Fanout(OwnedTask):
         return True
 
     def _send_soon(self, message: _Message) -> None:
-        # Owned here, cancelled at close: a failure is logged by `_send`.
-        task = asyncio.create_task(self._send(message), name=f"fanout-{message.type}")
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        """Publish without waiting. Messages sent soon go out together, in order, one pipeline at a
+        time: a reconnect storm's takeover frames (one per phone that connects) would otherwise
+        each take a Redis connection of their own at once, and time out. Owned here, cancelled at
+        close; a failure is logged by `_send`."""
+        self._outgoing.append(message)
+        if self._sender is None or self._sender.done():  # done: it found nothing left (no await since)
+            self._sender = asyncio.create_task(self._send_outgoing(), name="fanout-send-soon")
+            self._sending.add(self._sender)
+            self._sender.add_done_callback(self._sending.discard)
+
+    async def _send_outgoing(self) -> None:
+        while self._outgoing:
+            messages, self._outgoing = self._outgoing[:SEND_SOON_MAX], self._outgoing[SEND_SOON_MAX:]
+            await self._send(*messages)
 
     async def close(self) -> None:
         await cancel_and_wait(*self._sending)

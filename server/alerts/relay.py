@@ -114,7 +114,14 @@ class Relay:
         committing SOS (a busy loop makes every connection's use slow)."""
         alert_id = view.alert["alert_id"]
         try:
-            if await self._fanout.publish_alert(view, kind="opened", event_id=str(event_id)):
+            published = await self._fanout.publish_alert(view, kind="opened", event_id=str(event_id))
+            if published and not self.delivers:
+                # A phones process has no consoles, and Redis counts its own subscription as a
+                # receiver: a publish it made proves nothing while the alerts process is down.
+                # The consoles' worker there delivers it too (consoles drop the repeat by event id).
+                self._kick_console()
+                return
+            if published:
                 async with self._engine.begin() as connection:
                     await outbox.complete_event(connection=connection, event_id=event_id, channel=outbox.CONSOLE)
                 return

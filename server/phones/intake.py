@@ -69,12 +69,19 @@ class Intake:
         # one stored with another device time, in another day's partition, which the key
         # (device_id, seq, device_ts) cannot see; it is checked against every partition.
         self._highest_seq = stored_seq
+        # Whether the last `rate_limited` of `take` was for a full queue (not this device's rate):
+        # a shed window opened by it ends as soon as the queue has room again.
+        self.refused_for_room = False
 
     def close(self) -> None:
         """Leave the device's ledger (its queued pings still settle; nobody waits for them here)."""
         if self._on_change is not None:
             self.ledger.unwatch(self._on_change)
         self._ingest.ledgers.release(self.device.device_id, self.ledger)
+
+    def has_room(self) -> bool:
+        """Whether the ingest queue would take a frame of this device now (`Ingest.has_room`)."""
+        return self._ingest.has_room(pending_rows=self.ledger.pending, share_rows=self._share_rows)
 
     def shed(self, seqs: tuple[int, int], count: int) -> refusals.Refusal:
         """Pings of this device dropped unread while its socket was told to wait: counted as
@@ -109,12 +116,13 @@ class Intake:
             return []
         if self.ledger.failed:
             raise refusals.Unavailable("storage failed; reconnect and resend from acked_seq")
-        has_room = self._ingest.has_room(pending_rows=self.ledger.pending, share_rows=self._share_rows)
-        if not has_room and not self._in_alert():
+        if not self.has_room() and not self._in_alert():
             self._ingest.shed(len(pings))
+            self.refused_for_room = True
             raise self._refuse_whole(pings, BUSY,
                                      retry_after_ms=self._ingest.retry_after_ms())
         if not self._rate_limiter.take(self.device.device_id, len(pings)):
+            self.refused_for_room = False
             wait_ms = 1000 * self._rate_limiter.retry_after_s(self.device.device_id, len(pings))
             raise self._refuse_whole(pings, "too many pings from this device; slow down and resend",
                                      retry_after_ms=max(RETRY_AFTER_MIN_MS, math.ceil(wait_ms)))

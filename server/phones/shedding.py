@@ -52,6 +52,10 @@ class ShedWindow:
     def open(self, now_s: float, retry_after_ms: int) -> None:
         self.until_s = max(self.until_s, now_s + retry_after_ms / 1000)
 
+    def close(self) -> None:
+        """End the window early (its dropped range is still answered by `take_range`)."""
+        self.until_s = 0.0
+
     def drop(self, seq: int) -> None:
         self.first_seq = seq if self.first_seq is None else min(self.first_seq, seq)
         self.last_seq = seq if self.last_seq is None else max(self.last_seq, seq)

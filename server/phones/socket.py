@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import asyncio
 import logging
 import math
+import time
 import uuid
 from collections import deque
 
@@ -66,6 +67,10 @@ class PhoneSession:
         self.ledger: Ledger | None = None
         self._device: auth.Device | None = None
         self._session_id = uuid.uuid4().hex
+        # Which of two sockets of a device is the newer (`SOCKET_TAKEN_OVER`): when each began to
+        # listen for the other (set in `_serve`), the session id breaking a tie. Two that open at
+        # once in two processes then agree on which one stays, rather than each closing the other.
+        self._opened = (0, self._session_id)
         # alert id → the status this phone was last told, and whether it was told to report fast.
         self._told: dict[str, str] = {}
         self._fast: set[str] = set()
@@ -114,15 +119,20 @@ class PhoneSession:
         previous, sockets[device.device_id] = sockets.get(device.device_id), self
         if previous is not None:
             await previous.close_replaced()
-        self._services.fanout.publish_soon_to_phone(
-            user_id=str(device.user_id),
-            frame={"type": SOCKET_TAKEN_OVER, "device_id": str(device.device_id), "socket": self._session_id})
         # Only now may the writer run (an ack never precedes the welcome); the ledger may be
         # shared with a request of this device, so what it owes this socket starts here.
         self.ledger = intake.ledger
         self._acked_progress = self.ledger.progress
         hub = self._services.fanout.hub
         hub.add_phone(str(device.user_id), self._on_event)
+        # Listening first, then dated and announced: of two sockets opening at once anywhere, the
+        # one dated later announces later, so the earlier one hears it (or announced before the
+        # later one listened, which then hears the earlier one's older date and stays).
+        self._opened = (time.time_ns(), self._session_id)
+        self._services.fanout.publish_soon_to_phone(
+            user_id=str(device.user_id),
+            frame={"type": SOCKET_TAKEN_OVER, "device_id": str(device.device_id), "socket": self._session_id,
+                   "opened_ns": self._opened[0]})
         for alert_id in self._services.fanout.phone_alerts(str(device.user_id)):
             self._report_fast(alert_id)
         # A question asked while the phone was away (an overdue trip's `are_you_safe`) is asked again.
@@ -183,7 +193,7 @@ class PhoneSession:
             message = await self._ws.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            if self._shed.is_open(loop.time()) and self._drop_unread(message):
+            if self._shed.is_open(loop.time()) and self._drop_unread(message, intake):
                 continue
             self._answer_shed(intake)  # before any frame is taken, so no ack passes them unanswered
             try:
@@ -211,12 +221,17 @@ class PhoneSession:
                 continue
             consecutive_errors = 0
 
-    def _drop_unread(self, message: dict) -> bool:
+    def _drop_unread(self, message: dict, intake: Intake) -> bool:
         """Within a shed window: drop a frame that can only be a ping, unless its user is in an
-        alert (never shed). The range dropped is answered by `_answer_shed`."""
+        alert (never shed). The range dropped is answered by `_answer_shed`. A window opened for
+        a full queue ends once the queue has room: a phone that does not wait must not lose
+        pings the server could store."""
         text = message.get("text")
         seq = None if text is None else shedding.ping_seq(text)
         if seq is None or self._in_alert():
+            return False
+        if intake.refused_for_room and intake.has_room():
+            self._shed.close()
             return False
         self._shed.drop(seq)
         return True
@@ -355,8 +370,8 @@ class PhoneSession:
                 self._close_erased()
                 return
             if event.frame.get("type") == SOCKET_TAKEN_OVER:
-                if (event.frame.get("device_id") == str(self._device.device_id)
-                        and event.frame.get("socket") != self._session_id):
+                other = (event.frame.get("opened_ns", 0), event.frame.get("socket", ""))
+                if event.frame.get("device_id") == str(self._device.device_id) and other > self._opened:
                     self._close_taken_over()
                 return
             self._send(event.text)

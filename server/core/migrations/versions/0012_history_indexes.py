@@ -20,6 +20,7 @@ Revision ID: 0012
 Revises: 0011
 """
 
+import random
 import time
 
 import sqlalchemy as sa
@@ -31,8 +32,8 @@ branch_labels = None
 depends_on = None
 
 DROPPED = ("pings_location_spgist", "pings_received_at_brin")
-LOCK_TIMEOUT = "2s"
-ATTEMPTS = 30
+LOCK_TIMEOUT = "200ms"
+ATTEMPTS = 150
 LOCK_NOT_AVAILABLE = "55P03"
 
 
@@ -47,7 +48,7 @@ def _drop_waiting_briefly(name: str) -> None:
             code = getattr(error.orig, "sqlstate", None) or getattr(error.orig.__cause__, "sqlstate", None)
             if code != LOCK_NOT_AVAILABLE or attempt == ATTEMPTS - 1:
                 raise
-            time.sleep(1.0)
+            time.sleep(random.uniform(0.2, 1.0))  # spread: other statements get through between tries
         finally:
             bind.execute(sa.text("RESET lock_timeout"))
 
