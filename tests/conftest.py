@@ -5,6 +5,7 @@ database (guardian_test) and Redis index (15), so they never touch what
 `make run` serves.
 """
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -68,8 +69,17 @@ async def clean(request):
         yield
         return
     engine = create_async_engine(TEST_ENV["GUARDIAN_DATABASE_URL"], pool_size=1)
-    async with engine.begin() as connection:
-        await connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+    # A module's servers keep running between its tests (their sweeps, retention making partitions):
+    # TRUNCATE's locks can deadlock with them, and PostgreSQL then aborts one side; try again.
+    for attempt in range(5):
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
+            break
+        except sa.exc.DBAPIError as error:
+            if "deadlock" not in str(error) or attempt == 4:
+                raise
+            await asyncio.sleep(0.2)
     await engine.dispose()
     client = Redis.from_url(TEST_ENV["GUARDIAN_REDIS_URL"])
     await client.flushdb()
